@@ -67,64 +67,104 @@ struct BatchPointers {
   }
 }
 
-/// Sums `softplus(-beta * delta)` over `count` pairs whose delta comes from
-/// `delta(offset)` (eight full lanes) and `partialDelta(offset, lanes)`.
+/// Sums `softplus(-beta * delta)` over `count <= chunkLength` pairs whose
+/// delta comes from `delta(offset)` (eight full lanes) and
+/// `partialDelta(offset, lanes)`.
 ///
-/// Two accumulators let the two softplus chains of an iteration overlap.
+/// Two passes through `scratch` (at least `2 * chunkLength` doubles, in L1):
+/// the first stores `z = -beta * delta` and `exp(-|z|)`, the second adds
+/// `max(z, 0) + log1p(exp(-|z|))`. Each loop keeps fewer constants live than
+/// one fused loop, so neither spills registers.
 @inline(always)
 func sumNegativeLogSigmoid(
   count: Int,
   beta: Double,
+  scratch: UnsafeMutablePointer<Double>,
   delta: (Int) -> Double8,
   partialDelta: (Int, Int) -> Double8
 ) -> Double {
+  assert(count <= chunkLength)
   let negativeBeta = Double8(repeating: -beta)
-  var sum0 = Double8(repeating: 0)
-  var sum1 = Double8(repeating: 0)
-  var offset = 0
+  let zBuffer = UnsafeMutableRawPointer(scratch)
+  let expBuffer = UnsafeMutableRawPointer(scratch + chunkLength)
+  let stride = MemoryLayout<Double>.stride
 
-  while offset + 16 <= count {
-    sum0 += softplus(negativeBeta * delta(offset))
-    sum1 += softplus(negativeBeta * delta(offset + 8))
-    offset += 16
-  }
-  if offset + 8 <= count {
-    sum0 += softplus(negativeBeta * delta(offset))
+  // Pass 1: z and exp(-|z|), eight lanes at a time, the tail padded with 0.
+  var offset = 0
+  while offset < count {
+    let remaining = count - offset
+    let d = remaining >= 8 ? delta(offset) : partialDelta(offset, remaining)
+    let z = negativeBeta * d
+    let zero = Double8(repeating: 0)
+    let magnitude = z.replacing(with: -z, where: z .< zero)
+    zBuffer.storeBytes(of: z, toByteOffset: offset * stride, as: Double8.self)
+    expBuffer.storeBytes(
+      of: exponentialNonPositive(-magnitude),
+      toByteOffset: offset * stride,
+      as: Double8.self
+    )
     offset += 8
   }
 
-  let remaining = count - offset
-  if remaining > 0 {
-    let losses = softplus(negativeBeta * partialDelta(offset, remaining))
-    let isPadding = laneIndices .>= Int64(remaining)
-    sum1 += losses.replacing(with: 0, where: isPadding)
+  // Pass 2: max(z, 0) + log1p(e), summed; padding lanes masked out.
+  var sum0 = Double8(repeating: 0)
+  var sum1 = Double8(repeating: 0)
+  offset = 0
+  let fullEnd = count & ~15
+  while offset < fullEnd {
+    sum0 += softplusFromParts(zBuffer, expBuffer, offset * stride)
+    sum1 += softplusFromParts(zBuffer, expBuffer, (offset + 8) * stride)
+    offset += 16
+  }
+  while offset < count {
+    let losses = softplusFromParts(zBuffer, expBuffer, offset * stride)
+    let isPadding = laneIndices .>= Int64(count - offset)
+    sum0 += losses.replacing(with: 0, where: isPadding)
+    offset += 8
   }
   return (sum0 + sum1).sum()
 }
 
+@inline(always)
+func softplusFromParts(
+  _ zBuffer: UnsafeMutableRawPointer,
+  _ expBuffer: UnsafeMutableRawPointer,
+  _ byteOffset: Int
+) -> Double8 {
+  let z = zBuffer.loadUnaligned(fromByteOffset: byteOffset, as: Double8.self)
+  let e = expBuffer.loadUnaligned(
+    fromByteOffset: byteOffset,
+    as: Double8.self
+  )
+  let zero = Double8(repeating: 0)
+  return z.replacing(with: zero, where: z .< zero) + logOnePlusUnit(e)
+}
+
 /// Computes the sum of per-pair losses over one chunk, forming delta inside
-/// the SIMD loop.
+/// the SIMD loop. `scratch` holds at least `2 * chunkLength` doubles.
 func fusedChunkLossSum(
   _ batch: BatchPointers,
   count: Int,
-  beta: Double
+  beta: Double,
+  scratch: UnsafeMutablePointer<Double>
 ) -> Double {
   sumNegativeLogSigmoid(
     count: count,
     beta: beta,
+    scratch: scratch,
     delta: { batch.delta(at: $0) },
     partialDelta: { batch.partialDelta(at: $0, count: $1) }
   )
 }
 
 /// Computes the sum of per-pair losses over one chunk, forming delta with
-/// BLAS in `chosen` and `rejected` (each at least `count` long).
+/// BLAS in the first half of `scratch` (at least `2 * chunkLength` doubles).
+/// The softplus passes then overwrite delta in place.
 func blasChunkLossSum(
   _ batch: BatchPointers,
   count: Int,
   beta: Double,
-  chosen: UnsafeMutablePointer<Double>,
-  rejected: UnsafeMutablePointer<Double>
+  scratch: UnsafeMutablePointer<Double>
 ) -> Double {
   blasDelta(
     count,
@@ -132,13 +172,14 @@ func blasChunkLossSum(
     policyRejected: batch.policyRejected,
     referenceChosen: batch.referenceChosen,
     referenceRejected: batch.referenceRejected,
-    chosen: chosen,
-    rejected: rejected
+    chosen: scratch,
+    rejected: scratch + chunkLength
   )
-  let deltas = UnsafePointer(chosen)
+  let deltas = UnsafePointer(scratch)
   return sumNegativeLogSigmoid(
     count: count,
     beta: beta,
+    scratch: scratch,
     delta: { load(deltas + $0) },
     partialDelta: { loadPartial(deltas + $0, count: $1) }
   )
@@ -151,39 +192,28 @@ func meanLossKernel(
   beta: Double,
   strategy: DeltaStrategy
 ) -> Double {
-  var total = CompensatedSum()
-  switch strategy {
-  case .fused:
+  withUnsafeTemporaryAllocation(
+    of: Double.self,
+    capacity: 2 * chunkLength
+  ) { buffer in
+    let scratch = buffer.baseAddress!
+    var total = CompensatedSum()
     var start = 0
     while start < count {
       let length = min(chunkLength, count - start)
       let chunk = batch.advanced(by: start)
-      total.add(fusedChunkLossSum(chunk, count: length, beta: beta))
+      switch strategy {
+      case .fused:
+        total.add(
+          fusedChunkLossSum(chunk, count: length, beta: beta, scratch: scratch)
+        )
+      case .blas:
+        total.add(
+          blasChunkLossSum(chunk, count: length, beta: beta, scratch: scratch)
+        )
+      }
       start += length
     }
-  case .blas:
-    withUnsafeTemporaryAllocation(
-      of: Double.self,
-      capacity: 2 * chunkLength
-    ) { buffer in
-      let chosen = buffer.baseAddress!
-      let rejected = chosen + chunkLength
-      var start = 0
-      while start < count {
-        let length = min(chunkLength, count - start)
-        let chunk = batch.advanced(by: start)
-        total.add(
-          blasChunkLossSum(
-            chunk,
-            count: length,
-            beta: beta,
-            chosen: chosen,
-            rejected: rejected
-          )
-        )
-        start += length
-      }
-    }
+    return total.value / Double(count)
   }
-  return total.value / Double(count)
 }
