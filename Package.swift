@@ -8,6 +8,7 @@ let package = Package(
   name: "DPOLoss",
   products: [
     .library(name: "DPOLoss", targets: ["DPOLoss"]),
+    .library(name: "DPOLossFiles", targets: ["DPOLossFiles"]),
     .executable(name: "dpo-bench", targets: ["dpo-bench"]),
   ],
   targets: [
@@ -18,14 +19,23 @@ let package = Package(
       pkgConfig: "openblas",
       providers: [.apt(["libopenblas-dev"])]
     ),
-    // Header-only: exposes the C compiler's target-feature macros to Swift.
-    .target(name: "CPUFeatures", path: "Sources/CPUFeatures"),
-    .target(name: "DPOLoss", dependencies: ["COpenBLAS", "CPUFeatures"]),
+    // What Swift cannot express itself: the build's target-feature macros,
+    // streaming stores and thread-local scratch memory.
+    .target(name: "CKernelSupport", path: "Sources/CKernelSupport"),
+    .target(name: "DPOLoss", dependencies: ["COpenBLAS", "CKernelSupport"]),
+    // Readers and writers of the .npy and CSV files that dpo-loss takes.
+    .target(name: "DPOLossFiles"),
     .executableTarget(
       name: "dpo-bench",
-      dependencies: ["DPOLoss", "CPUFeatures"],
+      dependencies: ["DPOLoss", "CKernelSupport"],
       path: "Benchmarks/dpo-bench"
     ),
-    .testTarget(name: "DPOLossTests", dependencies: ["DPOLoss"]),
+    // Test-only: counts heap allocations to prove the kernels make none.
+    .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
+    .testTarget(
+      name: "DPOLossTests",
+      dependencies: ["DPOLoss", "AllocationCounter"]
+    ),
+    .testTarget(name: "DPOLossFilesTests", dependencies: ["DPOLossFiles"]),
   ]
 )

@@ -1,7 +1,7 @@
 // DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
 // SPDX-License-Identifier: Apache-2.0
 
-import CPUFeatures
+import CKernelSupport
 import DPOLoss
 import Foundation
 
@@ -58,6 +58,8 @@ struct BenchmarkResult {
   /// `|loss - reference loss| / |reference loss|`; 0 for the roofline.
   var relativeDifference: Double
   var loss: Double
+  /// For "+gradient" rows, time over the same strategy's loss alone.
+  var timeOverLossAlone: Double
 }
 
 /// A value the optimizer must assume is read, so timed calls are kept.
@@ -180,12 +182,30 @@ func measureAll(
       )
     }
   }
+  var outputs = DPOOutputs(policyGradients: true, capacity: batch.count)
+  for strategy in DeltaStrategy.allCases {
+    time(strategy.rawValue + "+gradient") { () throws(DPOLossError) in
+      try dpoLossAndGradients(
+        policyChosen: batch.policyChosen,
+        policyRejected: batch.policyRejected,
+        referenceChosen: batch.referenceChosen,
+        referenceRejected: batch.referenceRejected,
+        beta: beta,
+        strategy: strategy,
+        outputs: &outputs
+      ).loss
+    }
+  }
   time("roofline") { readOnlyPass(batch) }
 
   let reference = timings[0]
   let roofline = timings.last!
   return timings.map { timing in
     let isRoofline = timing.name == "roofline"
+    // "fused+gradient" against "fused": the cost of the gradient.
+    let lossAlone = timing.name.split(separator: "+").first.flatMap { name in
+      timings.first { $0.name == name }
+    }
     let difference =
       isRoofline
       ? 0 : abs(timing.loss - reference.loss) / abs(reference.loss)
@@ -197,20 +217,28 @@ func measureAll(
       speedupOverReference: reference.nanoseconds / timing.nanoseconds,
       timeOverRoofline: timing.nanoseconds / roofline.nanoseconds,
       relativeDifference: difference,
-      loss: isRoofline ? .nan : timing.loss
+      loss: isRoofline ? .nan : timing.loss,
+      timeOverLossAlone: timing.name.contains("+")
+        ? timing.nanoseconds / lossAlone!.nanoseconds : .nan
     )
   }
 }
 
-/// The instruction set the build targets, from the C compiler's macros.
+/// Target features of this build, from the C compiler's macros.
+let buildHasAVX512F = DPO_TARGET_HAS_AVX512F != 0
+let buildHasAVX2 = DPO_TARGET_HAS_AVX2 != 0
+let buildHasFMA = DPO_TARGET_HAS_FMA != 0
+
+/// The instruction set the build targets.
 func targetInstructionSet() -> String {
-  if DPO_TARGET_HAS_AVX512F != 0 {
-    return DPO_TARGET_HAS_FMA != 0 ? "AVX-512F + FMA" : "AVX-512F"
+  let fma = buildHasFMA ? " + FMA" : ""
+  if buildHasAVX512F {
+    return "AVX-512F" + fma
   }
-  if DPO_TARGET_HAS_AVX2 != 0 {
-    return DPO_TARGET_HAS_FMA != 0 ? "AVX2 + FMA" : "AVX2"
+  if buildHasAVX2 {
+    return "AVX2" + fma
   }
-  return "SSE2 (portable x86-64 baseline)"
+  return "SSE2 (portable x86-64 baseline)" + fma
 }
 
 /// The CPU model from /proc/cpuinfo, or "unknown CPU".
@@ -244,7 +272,7 @@ func printTable(_ results: [BenchmarkResult]) {
   print("N = \(first.count)")
   let header = [
     "implementation", "ns/pair", "GB/s", "x reference", "x roofline",
-    "rel. diff", "loss",
+    "rel. diff", "loss", "x loss alone",
   ]
   print(formatRow(header))
   for result in results {
@@ -257,13 +285,15 @@ func printTable(_ results: [BenchmarkResult]) {
         String(format: "%.2f", result.timeOverRoofline),
         String(format: "%.1e", result.relativeDifference),
         result.loss.isNaN ? "-" : String(format: "%.15g", result.loss),
+        result.timeOverLossAlone.isNaN
+          ? "" : String(format: "%.2f", result.timeOverLossAlone),
       ])
     )
   }
 }
 
 func formatRow(_ cells: [String]) -> String {
-  let widths = [16, 9, 7, 12, 11, 10, 18]
+  let widths = [16, 9, 7, 12, 11, 10, 19, 12]
   return zip(cells, widths).map { cell, width in
     cell.count >= width
       ? cell + " " : cell + String(repeating: " ", count: width - cell.count)
@@ -286,6 +316,7 @@ func jsonArray(_ results: [BenchmarkResult]) -> String {
     "relative_difference_vs_reference": \
     \(jsonNumber(result.relativeDifference)), \
     "loss": \(jsonNumber(result.loss)), \
+    "time_vs_loss_alone": \(jsonNumber(result.timeOverLossAlone)), \
     "instruction_set": "\(targetInstructionSet())"}
     """
   }

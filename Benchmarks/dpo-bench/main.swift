@@ -1,7 +1,7 @@
 // DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
 // SPDX-License-Identifier: Apache-2.0
 
-import CPUFeatures
+import CKernelSupport
 import DPOLoss
 import Foundation
 

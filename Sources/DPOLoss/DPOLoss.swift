@@ -50,9 +50,10 @@ public enum DeltaStrategy: String, Sendable, CaseIterable {
 ///   if the four lengths differ, ``DPOLossError/emptyBatch`` if they are 0,
 ///   and ``DPOLossError/invalidBeta(_:)`` if `beta` is NaN, infinite or
 ///   negative.
-/// - Complexity: O(N) time, one pass over the inputs, no heap allocation
-///   (the BLAS strategy's two 4 KiB buffers live on the stack). BLAS calls
-///   (`cblas_dcopy`, `cblas_daxpy`) run on the calling thread.
+/// - Complexity: O(N) time, one pass over the inputs. No heap allocation in
+///   optimized builds: the chunk buffers are a 12 KiB thread-local scratch
+///   area, which the C runtime may allocate on a thread's first call. BLAS
+///   calls (`cblas_dcopy`, `cblas_daxpy`) run on the calling thread.
 public func dpoLoss(
   policyChosen: Span<Double>,
   policyRejected: Span<Double>,

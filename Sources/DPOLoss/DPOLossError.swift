@@ -23,8 +23,8 @@ public enum DPOLossError: Error, Equatable, Sendable {
   case invalidWeight(index: Int, value: Double)
   /// Every weight is zero, so the weighted mean is undefined.
   case zeroTotalWeight
-  /// A caller-provided output buffer does not have one element per pair.
-  case outputLengthMismatch(output: String, count: Int, pairs: Int)
+  /// The weight total that gradients divide by is not finite and positive.
+  case invalidGradientWeightTotal(Double)
 }
 
 extension DPOLossError: CustomStringConvertible {
@@ -49,9 +49,9 @@ extension DPOLossError: CustomStringConvertible {
     case .zeroTotalWeight:
       return "every weight is 0, so the weighted mean is undefined. "
         + "Give at least one pair a positive weight."
-    case let .outputLengthMismatch(output, count, pairs):
-      return "output buffer \(output) has \(count) elements but the batch "
-        + "has \(pairs) pairs. Pass a buffer with one element per pair."
+    case let .invalidGradientWeightTotal(total):
+      return "invalid gradientWeightTotal \(total): it must be finite and "
+        + "positive. Pass the weight sum of the whole batch, or nil."
     }
   }
 }

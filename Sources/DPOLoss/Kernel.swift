@@ -1,15 +1,20 @@
 // DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
 // SPDX-License-Identifier: Apache-2.0
 
-/// Pairs per chunk. The BLAS strategy's two delta buffers take 8 KiB at this
-/// length, so they stay in L1 next to the input streams, and every BLAS count
-/// fits OpenBLAS's 32-bit `blasint`. Partial sums of chunks are combined with
-/// compensated summation.
-let chunkLength = 512
+import CKernelSupport
 
-/// Lane numbers 0...7, for masking the lanes past the end of a batch.
-@usableFromInline
-let laneIndices = SIMD8<Int64>(0, 1, 2, 3, 4, 5, 6, 7)
+/// Pairs per chunk: 512, a third of the per-thread scratch buffer. The
+/// chunk buffers (4 KiB each, 12 KiB at most) stay in L1 next to the input
+/// streams, and every BLAS count fits OpenBLAS's 32-bit `blasint`. Partial
+/// sums of chunks are combined with compensated summation.
+let chunkLength = Int(DPO_THREAD_SCRATCH_COUNT) / 3
+
+/// Returns the lane numbers 0...7, for masking the lanes past the end of a
+/// batch. A function, not a global, so that no lazy initializer runs.
+@inline(always)
+func laneIndexVector() -> SIMD8<Int64> {
+  SIMD8<Int64>(0, 1, 2, 3, 4, 5, 6, 7)
+}
 
 @inline(always)
 func load(_ pointer: UnsafePointer<Double>) -> Double8 {
@@ -71,7 +76,7 @@ struct BatchPointers {
 /// delta comes from `delta(offset)` (eight full lanes) and
 /// `partialDelta(offset, lanes)`.
 ///
-/// Two passes through `scratch` (at least `2 * chunkLength` doubles, in L1):
+/// Two passes through `scratch` (`2 * chunkLength` doubles, in L1):
 /// the first stores `z = -beta * delta` and `exp(-|z|)`, the second adds
 /// `max(z, 0) + log1p(exp(-|z|))`. Each loop keeps fewer constants live than
 /// one fused loop, so neither spills registers.
@@ -118,7 +123,7 @@ func sumNegativeLogSigmoid(
   }
   while offset < count {
     let losses = softplusFromParts(zBuffer, expBuffer, offset * stride)
-    let isPadding = laneIndices .>= Int64(count - offset)
+    let isPadding = laneIndexVector() .>= Int64(count - offset)
     sum0 += losses.replacing(with: 0, where: isPadding)
     offset += 8
   }
@@ -192,28 +197,23 @@ func meanLossKernel(
   beta: Double,
   strategy: DeltaStrategy
 ) -> Double {
-  withUnsafeTemporaryAllocation(
-    of: Double.self,
-    capacity: 2 * chunkLength
-  ) { buffer in
-    let scratch = buffer.baseAddress!
-    var total = CompensatedSum()
-    var start = 0
-    while start < count {
-      let length = min(chunkLength, count - start)
-      let chunk = batch.advanced(by: start)
-      switch strategy {
-      case .fused:
-        total.add(
-          fusedChunkLossSum(chunk, count: length, beta: beta, scratch: scratch)
-        )
-      case .blas:
-        total.add(
-          blasChunkLossSum(chunk, count: length, beta: beta, scratch: scratch)
-        )
-      }
-      start += length
+  let scratch = dpo_thread_scratch()!
+  var total = CompensatedSum()
+  var start = 0
+  while start < count {
+    let length = min(chunkLength, count - start)
+    let chunk = batch.advanced(by: start)
+    switch strategy {
+    case .fused:
+      total.add(
+        fusedChunkLossSum(chunk, count: length, beta: beta, scratch: scratch)
+      )
+    case .blas:
+      total.add(
+        blasChunkLossSum(chunk, count: length, beta: beta, scratch: scratch)
+      )
     }
-    return total.value / Double(count)
+    start += length
   }
+  return total.value / Double(count)
 }

@@ -1,7 +1,7 @@
 // DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
 // SPDX-License-Identifier: Apache-2.0
 
-import CPUFeatures
+import CKernelSupport
 
 /// Eight double-precision lanes: one AVX-512 register, or two AVX2 registers.
 @usableFromInline
@@ -119,7 +119,8 @@ enum LogConstants {
   static let sqrt2 = 1.4142135623730951
 }
 
-/// Computes `log1p(u)` for `u` in `[0, 1]` on eight lanes, with no libm call.
+/// Computes `log1p(u)` for `u` in `[0, 1]` on eight lanes, with no libm call,
+/// and returns `1 / (1 + u)` too, which the gradient of softplus reuses.
 ///
 /// `1 + u` is rounded to `y` and its rounding error `c = u - (y - 1)` is kept
 /// (exact, because `y` lies in [1, 2]). Then `y = 2^k m` with `k` in {0, 1}
@@ -127,11 +128,14 @@ enum LogConstants {
 /// `log1p(u) = k ln 2 + log(m) + c / y`. For `u` below 2^-53 this returns `u`
 /// exactly. NaN gives NaN; arguments outside [0, 1] are outside the contract.
 @inline(always)
-func logOnePlusUnit(_ u: Double8) -> Double8 {
+func logOnePlusUnitAndReciprocal(
+  _ u: Double8
+) -> (logOnePlus: Double8, reciprocal: Double8) {
   typealias C = LogConstants
   let one = Double8(repeating: 1)
   let y = one + u
-  let correction = (u - (y - one)) / y
+  let reciprocal = one / y
+  let correction = (u - (y - one)) * reciprocal
 
   let isUpper = y .> C.sqrt2
   let m = y.replacing(with: y * 0.5, where: isUpper)
@@ -153,7 +157,14 @@ func logOnePlusUnit(_ u: Double8) -> Double8 {
   let hfsq = 0.5 * f * f
   let small = multiplyAdd(k, C.ln2Low, correction)
   let tail = multiplyAdd(s, hfsq + r, small)
-  return k * C.ln2High - ((hfsq - tail) - f)
+  return (k * C.ln2High - ((hfsq - tail) - f), reciprocal)
+}
+
+/// Computes `log1p(u)` for `u` in `[0, 1]` on eight lanes; see
+/// ``logOnePlusUnitAndReciprocal(_:)``.
+@inline(always)
+func logOnePlusUnit(_ u: Double8) -> Double8 {
+  logOnePlusUnitAndReciprocal(u).logOnePlus
 }
 
 /// The pieces of `softplus(z) = log(1 + exp(z))` that the loss and its

@@ -26,4 +26,5 @@
 #define DPO_TARGET_HAS_AVX512F 0
 #endif
 
+
 #endif

@@ -1,0 +1,193 @@
+// DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
+// SPDX-License-Identifier: Apache-2.0
+
+/// Computes, in one pass over a batch, the DPO loss with its metrics and the
+/// requested per-pair losses, gradients and rewards.
+///
+/// With weights `w_i` (1 when `weights` is `nil`) and `W = sum_i w_i`:
+///
+///     loss           = (1 / W) * sum_i w_i * softplus(-beta * delta_i)
+///     d loss / d pc_i = -beta * sigmoid(-beta * delta_i) * w_i / W
+///
+/// and `d loss / d pr_i = d loss / d rc_i = -d loss / d pc_i`,
+/// `d loss / d rr_i = d loss / d pc_i`. The gradient reuses the `exp` of the
+/// softplus. A pair with weight 0 gets loss and rewards written as for any
+/// pair, but gradient 0, and adds nothing to the statistics even when its
+/// log-probs are NaN or infinite.
+///
+/// Gradient accumulation and data-parallel training: split a batch into
+/// parts, call this on each, and ``DPOStatistics/merge(_:)`` the results to
+/// get the statistics of the whole batch. The gradients of part `k` are those
+/// of its own mean loss; multiply them by `W_k / W` (its `weightSum` over the
+/// merged `weightSum`) to get its share of the whole batch's gradient, or
+/// pass the whole batch's weight total as `gradientWeightTotal` when it is
+/// known in advance, and the parts' gradients add up to the whole batch's.
+///
+/// Non-finite input follows
+/// ``dpoLoss(policyChosen:policyRejected:referenceChosen:referenceRejected:beta:strategy:)-(Span<Double>,_,_,_,_,_)``:
+/// NaN gives NaN loss, rewards and gradient for that pair (and NaN means),
+/// `delta = +inf` gives loss 0 and gradient 0, `delta = -inf` gives loss
+/// `+inf` and gradient `-beta * w_i / W` for `pc_i`.
+///
+/// - Parameters:
+///   - policyChosen: Policy log-probs of the chosen responses, one per pair.
+///   - policyRejected: Policy log-probs of the rejected responses.
+///   - referenceChosen: Reference-model log-probs of the chosen responses.
+///   - referenceRejected: Reference-model log-probs of the rejected
+///     responses.
+///   - weights: Per-pair weights, finite and non-negative with a positive
+///     sum; 0 masks a padded pair. `nil` weighs every pair 1.
+///   - beta: The inverse temperature; finite and non-negative. Default 0.1.
+///   - strategy: How delta is formed. Default ``DeltaStrategy/default``.
+///   - gradientWeightTotal: The `W` that gradients divide by; finite and
+///     positive. `nil` (the default) uses this batch's weight sum.
+///   - outputs: Buffers for the per-pair results to compute; each requested
+///     array is resized to the batch size in place.
+/// - Returns: The batch's weighted sums, with ``DPOStatistics/loss`` and
+///   ``DPOStatistics/metrics``.
+/// - Throws: ``DPOLossError/lengthMismatch(policyChosen:policyRejected:referenceChosen:referenceRejected:)``,
+///   ``DPOLossError/emptyBatch``, ``DPOLossError/invalidBeta(_:)``,
+///   ``DPOLossError/weightsLengthMismatch(weights:pairs:)``,
+///   ``DPOLossError/invalidWeight(index:value:)``,
+///   ``DPOLossError/zeroTotalWeight`` and
+///   ``DPOLossError/invalidGradientWeightTotal(_:)``. Nothing is written to
+///   `outputs` when it throws.
+/// - Complexity: O(N) time in one pass over the inputs (and one over the
+///   weights to check them). No heap allocation once the arrays in `outputs`
+///   have the capacity of the batch. The BLAS strategy calls `cblas_dcopy`
+///   and `cblas_daxpy` on the calling thread.
+public func dpoLossAndGradients(
+  policyChosen: Span<Double>,
+  policyRejected: Span<Double>,
+  referenceChosen: Span<Double>,
+  referenceRejected: Span<Double>,
+  weights: Span<Double>? = nil,
+  beta: Double = 0.1,
+  strategy: DeltaStrategy = .default,
+  gradientWeightTotal: Double? = nil,
+  outputs: inout DPOOutputs
+) throws(DPOLossError) -> DPOStatistics {
+  let count = try validateBatch(
+    policyChosen.count,
+    policyRejected.count,
+    referenceChosen.count,
+    referenceRejected.count,
+    beta: beta
+  )
+  let weightSum = try validateWeights(weights, count: count)
+  let gradientTotal = gradientWeightTotal ?? weightSum.value
+  guard gradientTotal.isFinite, gradientTotal > 0 else {
+    throw .invalidGradientWeightTotal(gradientTotal)
+  }
+
+  outputs.resize(to: count)
+  var statistics = outputs.withOutputPointers { pointers in
+    withBatchPointers(
+      policyChosen,
+      policyRejected,
+      referenceChosen,
+      referenceRejected
+    ) { batch in
+      withOptionalPointer(weights) { weightPointer in
+        trainingKernel(
+          batch,
+          weights: weightPointer,
+          count: count,
+          beta: beta,
+          gradientScale: beta / gradientTotal,
+          strategy: strategy,
+          outputs: pointers
+        )
+      }
+    }
+  }
+  statistics.pairCount = count
+  statistics.weightSum = weightSum
+  return statistics
+}
+
+/// Computes the DPO loss, metrics and requested per-pair outputs of a batch
+/// from arrays.
+///
+/// See ``dpoLossAndGradients(policyChosen:policyRejected:referenceChosen:referenceRejected:weights:beta:strategy:gradientWeightTotal:outputs:)-(Span<Double>,_,_,_,_,_,_,_,_)``.
+public func dpoLossAndGradients(
+  policyChosen: [Double],
+  policyRejected: [Double],
+  referenceChosen: [Double],
+  referenceRejected: [Double],
+  weights: [Double]? = nil,
+  beta: Double = 0.1,
+  strategy: DeltaStrategy = .default,
+  gradientWeightTotal: Double? = nil,
+  outputs: inout DPOOutputs
+) throws(DPOLossError) -> DPOStatistics {
+  try dpoLossAndGradients(
+    policyChosen: policyChosen.span,
+    policyRejected: policyRejected.span,
+    referenceChosen: referenceChosen.span,
+    referenceRejected: referenceRejected.span,
+    weights: weights?.span,
+    beta: beta,
+    strategy: strategy,
+    gradientWeightTotal: gradientWeightTotal,
+    outputs: &outputs
+  )
+}
+
+/// Computes the DPO loss and metrics of a batch, with no per-pair outputs.
+///
+/// See ``dpoLossAndGradients(policyChosen:policyRejected:referenceChosen:referenceRejected:weights:beta:strategy:gradientWeightTotal:outputs:)-(Span<Double>,_,_,_,_,_,_,_,_)``.
+public func dpoStatistics(
+  policyChosen: [Double],
+  policyRejected: [Double],
+  referenceChosen: [Double],
+  referenceRejected: [Double],
+  weights: [Double]? = nil,
+  beta: Double = 0.1,
+  strategy: DeltaStrategy = .default
+) throws(DPOLossError) -> DPOStatistics {
+  var outputs = DPOOutputs()
+  return try dpoLossAndGradients(
+    policyChosen: policyChosen,
+    policyRejected: policyRejected,
+    referenceChosen: referenceChosen,
+    referenceRejected: referenceRejected,
+    weights: weights,
+    beta: beta,
+    strategy: strategy,
+    outputs: &outputs
+  )
+}
+
+/// Checks that `weights` has `count` finite, non-negative values with a
+/// positive sum, and returns the sum (`count` when `weights` is `nil`).
+func validateWeights(
+  _ weights: Span<Double>?,
+  count: Int
+) throws(DPOLossError) -> CompensatedSum {
+  var sum = CompensatedSum()
+  guard let weights else {
+    sum.add(Double(count))
+    return sum
+  }
+  guard weights.count == count else {
+    throw .weightsLengthMismatch(weights: weights.count, pairs: count)
+  }
+  for index in 0..<count {
+    let weight = weights[index]
+    guard weight.isFinite, weight >= 0 else {
+      throw .invalidWeight(index: index, value: weight)
+    }
+    sum.add(weight)
+  }
+  guard sum.value > 0 else { throw .zeroTotalWeight }
+  return sum
+}
+
+private func withOptionalPointer<Result>(
+  _ span: Span<Double>?,
+  _ body: (UnsafePointer<Double>?) -> Result
+) -> Result {
+  guard let span else { return body(nil) }
+  return span.withUnsafeBufferPointer { body($0.baseAddress) }
+}

@@ -1,0 +1,74 @@
+// DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
+// SPDX-License-Identifier: Apache-2.0
+
+import Glibc
+
+/// Computes the same results as
+/// ``dpoLossAndGradients(policyChosen:policyRejected:referenceChosen:referenceRejected:weights:beta:strategy:gradientWeightTotal:outputs:)-(Span<Double>,_,_,_,_,_,_,_,_)``
+/// one pair at a time with Glibc's `exp` and `log1p`: the readable
+/// definition and the oracle of the tests.
+///
+/// - Parameters: As for `dpoLossAndGradients`, without `strategy`.
+/// - Returns: The batch's weighted sums.
+/// - Throws: The same errors as `dpoLossAndGradients`.
+/// - Complexity: O(N), with no allocation once `outputs` has the capacity.
+public func referenceDPOLossAndGradients(
+  policyChosen: [Double],
+  policyRejected: [Double],
+  referenceChosen: [Double],
+  referenceRejected: [Double],
+  weights: [Double]? = nil,
+  beta: Double = 0.1,
+  gradientWeightTotal: Double? = nil,
+  outputs: inout DPOOutputs
+) throws(DPOLossError) -> DPOStatistics {
+  let count = try validateBatch(
+    policyChosen.count,
+    policyRejected.count,
+    referenceChosen.count,
+    referenceRejected.count,
+    beta: beta
+  )
+  let weightSum = try validateWeights(weights?.span, count: count)
+  let gradientTotal = gradientWeightTotal ?? weightSum.value
+  guard gradientTotal.isFinite, gradientTotal > 0 else {
+    throw .invalidGradientWeightTotal(gradientTotal)
+  }
+  outputs.resize(to: count)
+
+  var statistics = DPOStatistics()
+  statistics.pairCount = count
+  statistics.weightSum = weightSum
+  for i in 0..<count {
+    let weight = weights?[i] ?? 1
+    let chosenRatio = policyChosen[i] - referenceChosen[i]
+    let rejectedRatio = policyRejected[i] - referenceRejected[i]
+    let chosenReward = beta * chosenRatio
+    let rejectedReward = beta * rejectedRatio
+    let z = -beta * (chosenRatio - rejectedRatio)
+    let loss = max(z, 0) + log1p(exp(-abs(z)))
+    // d softplus(z) / dz = sigmoid(z), and dz / d pc = -beta.
+    let sigmoid = z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z))
+    let gradient = weight == 0 ? 0 : beta * sigmoid * weight / gradientTotal
+
+    outputs.losses?[i] = loss
+    outputs.chosenRewards?[i] = chosenReward
+    outputs.rejectedRewards?[i] = rejectedReward
+    outputs.policyChosenGradient?[i] = -gradient
+    outputs.policyRejectedGradient?[i] = gradient
+    outputs.referenceChosenGradient?[i] = gradient
+    outputs.referenceRejectedGradient?[i] = -gradient
+
+    guard weight != 0 else { continue }
+    statistics.lossSum.add(weight * loss)
+    statistics.chosenRewardSum.add(weight * chosenReward)
+    statistics.rejectedRewardSum.add(weight * rejectedReward)
+    statistics.rewardMarginSum.add(weight * (chosenReward - rejectedReward))
+    if chosenReward > rejectedReward {
+      statistics.correctWeightSum.add(weight)
+    }
+    statistics.chosenLogProbSum.add(weight * policyChosen[i])
+    statistics.rejectedLogProbSum.add(weight * policyRejected[i])
+  }
+  return statistics
+}

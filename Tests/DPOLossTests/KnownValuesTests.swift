@@ -1,3 +1,0 @@
-import Testing
-@testable import DPOLoss
-@Test func placeholder() { #expect(true) }
