@@ -9,6 +9,7 @@ let package = Package(
   products: [
     .library(name: "DPOLoss", targets: ["DPOLoss"]),
     .library(name: "DPOLossFiles", targets: ["DPOLossFiles"]),
+    .executable(name: "dpo-loss", targets: ["dpo-loss"]),
     .executable(name: "dpo-bench", targets: ["dpo-bench"]),
   ],
   targets: [
@@ -25,6 +26,13 @@ let package = Package(
     .target(name: "DPOLoss", dependencies: ["COpenBLAS", "CKernelSupport"]),
     // Readers and writers of the .npy and CSV files that dpo-loss takes.
     .target(name: "DPOLossFiles"),
+    // The dpo-loss command as a library, so tests can run it in-process.
+    .target(name: "DPOLossCommand", dependencies: ["DPOLoss", "DPOLossFiles"]),
+    .executableTarget(
+      name: "dpo-loss",
+      dependencies: ["DPOLossCommand"],
+      path: "Sources/dpo-loss"
+    ),
     .executableTarget(
       name: "dpo-bench",
       dependencies: ["DPOLoss", "CKernelSupport"],
@@ -37,5 +45,9 @@ let package = Package(
       dependencies: ["DPOLoss", "AllocationCounter"]
     ),
     .testTarget(name: "DPOLossFilesTests", dependencies: ["DPOLossFiles"]),
+    .testTarget(
+      name: "DPOLossCommandTests",
+      dependencies: ["DPOLossCommand", "DPOLossFiles", "dpo-loss"]
+    ),
   ]
 )

@@ -1,0 +1,6 @@
+import DPOLossCommand
+import Testing
+
+@Test func placeholderExitsWithUsageError() {
+  #expect(runDPOLossCommand([]) == 2)
+}
