@@ -42,7 +42,7 @@ let package = Package(
     .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
     .testTarget(
       name: "DPOLossTests",
-      dependencies: ["DPOLoss", "AllocationCounter"]
+      dependencies: ["DPOLoss", "DPOLossFiles", "AllocationCounter"]
     ),
     .testTarget(name: "DPOLossFilesTests", dependencies: ["DPOLossFiles"]),
     .testTarget(

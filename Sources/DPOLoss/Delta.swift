@@ -34,7 +34,8 @@ func blasAXPY(
 /// `chosen` receives `pc - rc` and then delta; `rejected` receives `pr - rr`.
 /// Multiplying by -1 is exact, so each `daxpy` rounds once, as the scalar
 /// subtraction does, and the result equals ``dpoDelta(policyChosen:policyRejected:referenceChosen:referenceRejected:)``
-/// bit for bit.
+/// bit for bit, except for the sign and payload of a NaN, which IEEE 754
+/// leaves open.
 @inline(always)
 func blasDelta(
   _ count: Int,

@@ -75,7 +75,9 @@ public struct CompensatedSum: Sendable, Equatable {
 ///   - referenceRejected: Reference-model log-probs of the rejected
 ///     responses.
 ///   - beta: The inverse temperature of the implicit reward.
-/// - Returns: The mean loss, positive for finite input. NaN and infinities
+/// - Returns: The mean loss: positive for finite input, unless every pair's
+///   `beta * delta` exceeds about 745, where each loss underflows to 0. NaN
+///   and infinities
 ///   behave as in ``dpoLoss(policyChosen:policyRejected:referenceChosen:referenceRejected:beta:strategy:)``.
 /// - Throws: ``DPOLossError/lengthMismatch(policyChosen:policyRejected:referenceChosen:referenceRejected:)``,
 ///   ``DPOLossError/emptyBatch`` or ``DPOLossError/invalidBeta(_:)``.

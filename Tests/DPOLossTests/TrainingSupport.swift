@@ -17,7 +17,7 @@ struct TrainingBatch {
   /// Seeded sequence log-probs: references spread over hundreds of nats,
   /// policy values within a few nats of them, so rewards have both signs.
   init(count: Int, seed: UInt64, weighted: Bool = false) {
-    var generator = TrainingRandom(state: seed)
+    var generator = SplitMix64(seed: seed)
     referenceChosen = (0..<count).map { _ in
       -Double.random(in: 5...900, using: &generator)
     }
@@ -101,19 +101,6 @@ struct TrainingBatch {
       gradientWeightTotal: gradientWeightTotal,
       outputs: &outputs
     )
-  }
-}
-
-/// SplitMix64, so that every random batch is repeatable from its seed.
-struct TrainingRandom: RandomNumberGenerator {
-  var state: UInt64
-
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
   }
 }
 

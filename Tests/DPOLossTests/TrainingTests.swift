@@ -319,7 +319,7 @@ struct TrainingMergeTests {
   /// are multiples of 100 pairs long (the last one aside), so none is fully
   /// masked by the random weights.
   func splitPoints(count: Int, parts: Int, seed: UInt64) -> [Int] {
-    var generator = TrainingRandom(state: seed)
+    var generator = SplitMix64(seed: seed)
     var points = Set<Int>()
     while points.count < parts - 1 {
       points.insert(100 * Int.random(in: 1..<(count / 100), using: &generator))
