@@ -229,7 +229,7 @@ let buildHasAVX512F = DPO_TARGET_HAS_AVX512F != 0
 let buildHasAVX2 = DPO_TARGET_HAS_AVX2 != 0
 let buildHasFMA = DPO_TARGET_HAS_FMA != 0
 
-/// The instruction set the build targets.
+/// Returns the name of the instruction set the build targets.
 func targetInstructionSet() -> String {
   let fma = buildHasFMA ? " + FMA" : ""
   if buildHasAVX512F {
@@ -241,7 +241,7 @@ func targetInstructionSet() -> String {
   return "SSE2 (portable x86-64 baseline)" + fma
 }
 
-/// The CPU model from /proc/cpuinfo, or "unknown CPU".
+/// Returns the CPU model from /proc/cpuinfo, or "unknown CPU".
 func cpuModel() -> String {
   guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
   else { return "unknown CPU" }

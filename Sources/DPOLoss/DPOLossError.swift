@@ -3,7 +3,7 @@
 
 /// An input that the loss functions reject before computing anything.
 ///
-/// Each case carries the offending values, and `description` says what to
+/// Each case carries the offending values, and `description` states what to
 /// change.
 public enum DPOLossError: Error, Equatable, Sendable {
   /// The four log-prob arrays have different lengths.
@@ -30,26 +30,26 @@ public enum DPOLossError: Error, Equatable, Sendable {
 extension DPOLossError: CustomStringConvertible {
   public var description: String {
     switch self {
-    case let .lengthMismatch(pc, pr, rc, rr):
+    case .lengthMismatch(let pc, let pr, let rc, let rr):
       return "log-prob arrays differ in length: policyChosen has \(pc), "
         + "policyRejected \(pr), referenceChosen \(rc), referenceRejected "
         + "\(rr). Pass one value per preference pair in each array."
     case .emptyBatch:
       return "the batch is empty, so its mean loss is undefined. "
         + "Pass at least one preference pair."
-    case let .invalidBeta(beta):
+    case .invalidBeta(let beta):
       return "invalid beta \(beta): beta must be finite and non-negative. "
         + "DPO commonly uses values from 0.01 to 0.5 (default 0.1)."
-    case let .weightsLengthMismatch(weights, pairs):
+    case .weightsLengthMismatch(let weights, let pairs):
       return "weights has \(weights) values but the batch has \(pairs) "
         + "pairs. Pass one weight per pair (0 masks a pair)."
-    case let .invalidWeight(index, value):
+    case .invalidWeight(let index, let value):
       return "invalid weight \(value) at index \(index): weights must be "
         + "finite and non-negative. Use 0 to mask a pair."
     case .zeroTotalWeight:
       return "every weight is 0, so the weighted mean is undefined. "
         + "Give at least one pair a positive weight."
-    case let .invalidGradientWeightTotal(total):
+    case .invalidGradientWeightTotal(let total):
       return "invalid gradientWeightTotal \(total): it must be finite and "
         + "positive. Pass the weight sum of the whole batch, or nil."
     }

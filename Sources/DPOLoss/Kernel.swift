@@ -25,7 +25,8 @@ func load(_ pointer: UnsafePointer<Double>) -> Double8 {
 /// no read past `pointer + count`.
 @inline(always)
 func loadPartial(_ pointer: UnsafePointer<Double>, count: Int) -> Double8 {
-  assert(count >= 0 && count < 8)
+  assert(count >= 0)
+  assert(count < 8)
   var vector = Double8(repeating: 0)
   for lane in 0..<count {
     vector[lane] = pointer[lane]
@@ -146,7 +147,7 @@ func softplusFromParts(
 }
 
 /// Computes the sum of per-pair losses over one chunk, forming delta inside
-/// the SIMD loop. `scratch` holds at least `2 * chunkLength` doubles.
+/// the SIMD loop. `scratch` has room for `2 * chunkLength` doubles.
 func fusedChunkLossSum(
   _ batch: BatchPointers,
   count: Int,
@@ -163,7 +164,7 @@ func fusedChunkLossSum(
 }
 
 /// Computes the sum of per-pair losses over one chunk, forming delta with
-/// BLAS in the first half of `scratch` (at least `2 * chunkLength` doubles).
+/// BLAS in the first half of `scratch` (`2 * chunkLength` doubles).
 /// The softplus passes then overwrite delta in place.
 func blasChunkLossSum(
   _ batch: BatchPointers,

@@ -8,8 +8,9 @@
 /// size in place: keep one value and pass it to every step, and once its
 /// arrays have the capacity of the largest batch, steps make no heap
 /// allocation. Copying an array out (`let g = outputs.policyChosenGradient`)
-/// shares its storage, so the next step copies it once; read through the
-/// value, or copy the elements out, to stay allocation-free.
+/// shares its storage, so the next step has to copy it. To stay
+/// allocation-free, read the elements through the value, or copy them into
+/// storage of your own.
 public struct DPOOutputs: Sendable {
   /// Per-pair loss `softplus(-beta * delta_i)`, unweighted.
   public var losses: [Double]?
@@ -137,8 +138,8 @@ struct OutputPointers {
       || referenceChosenGradient != nil || referenceRejectedGradient != nil
   }
 
-  /// Whether every requested output starts at a multiple of `alignment`
-  /// bytes.
+  /// Returns whether every requested output starts at a multiple of
+  /// `alignment` bytes.
   func allAligned(to alignment: Int) -> Bool {
     func isAligned(_ pointer: UnsafeMutablePointer<Double>?) -> Bool {
       pointer.map { Int(bitPattern: $0) % alignment == 0 } ?? true

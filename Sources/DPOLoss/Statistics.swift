@@ -4,7 +4,7 @@
 /// Weighted sums over a batch of preference pairs, from which the mean loss
 /// and the logged metrics follow.
 ///
-/// The value holds sums, not means, so statistics of micro-batches or of
+/// The value contains sums, not means, so statistics of micro-batches or of
 /// data-parallel shards merge into those of the whole batch with
 /// ``merge(_:)``. Every sum is compensated (Neumaier), so merging in any
 /// order changes a mean by about one ulp at most.

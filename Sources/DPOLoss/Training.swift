@@ -18,10 +18,11 @@
 /// Gradient accumulation and data-parallel training: split a batch into
 /// parts, call this on each, and ``DPOStatistics/merge(_:)`` the results to
 /// get the statistics of the whole batch. The gradients of part `k` are those
-/// of its own mean loss; multiply them by `W_k / W` (its `weightSum` over the
-/// merged `weightSum`) to get its share of the whole batch's gradient, or
-/// pass the whole batch's weight total as `gradientWeightTotal` when it is
-/// known in advance, and the parts' gradients add up to the whole batch's.
+/// of its own mean loss. Multiply them by `W_k / W` (its `weightSum` over the
+/// merged `weightSum`) to get its share of the whole batch's gradient. When
+/// the whole batch's weight total is known in advance, pass it as
+/// `gradientWeightTotal` instead, and the parts' gradients add up to the
+/// whole batch's as they are.
 ///
 /// Non-finite input follows
 /// ``dpoLoss(policyChosen:policyRejected:referenceChosen:referenceRejected:beta:strategy:)-(Span<Double>,_,_,_,_,_)``:

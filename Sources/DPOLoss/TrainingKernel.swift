@@ -47,10 +47,12 @@ func load(_ pointer: UnsafePointer<Double>, lanes: Int) -> Double8 {
   lanes == 8 ? load(pointer) : loadPartial(pointer, count: lanes)
 }
 
-/// Where pass 1 reads the log-ratios `pc - rc` and `pr - rr` from.
+/// A source of the log-ratios `pc - rc` and `pr - rr` that pass 1 reads.
 protocol LogRatioSource {
   /// Returns the log-ratios of the `lanes` pairs at `offset`, 0 past them.
-  func ratios(at offset: Int, lanes: Int) -> (chosen: Double8, rejected: Double8)
+  func ratios(at offset: Int, lanes: Int) -> (
+    chosen: Double8, rejected: Double8
+  )
 }
 
 /// Log-ratios formed in registers from the four inputs.
@@ -86,7 +88,7 @@ struct BufferedLogRatios: LogRatioSource {
   }
 }
 
-/// Where the per-pair weights come from.
+/// A source of the per-pair weights.
 protocol WeightSource {
   /// Whether a weight can be 0, so that sums must mask it.
   static var mayMask: Bool { get }
@@ -198,7 +200,8 @@ struct TrainingChunk {
     weights: UnsafePointer<Double>?,
     statistics: inout DPOStatistics
   ) {
-    assert(count > 0 && count <= chunkLength)
+    assert(count > 0)
+    assert(count <= chunkLength)
     var sums = ChunkSums()
     switch (strategy, weights) {
     case (.fused, nil):

@@ -179,7 +179,8 @@ func trainingPassMatchesTRLCase(folder: String) throws {
       beta: beta,
       strategy: strategy
     )
-    let largestGradient = expected.gradientChosen.filter(\.isFinite)
+    let largestGradient =
+      expected.gradientChosen.filter(\.isFinite)
       .map(abs).max() ?? 0
     try expectTrainingMatches(
       statistics: statistics,
@@ -224,8 +225,8 @@ func trainingPassMatchesTRLStep(folder: String) throws {
   }
 }
 
-/// The absolute error of TRL's float32 arithmetic on a quantity of size
-/// `value` computed from log-probs of magnitude up to `logProbScale`.
+/// Returns a bound on the absolute error of TRL's float32 arithmetic on a
+/// quantity of size `value`, computed from log-probs up to `logProbScale`.
 ///
 /// TRL forms `pc - rc` and `pr - rr` and their difference in float32, with a
 /// rounding of at most 2^-24 relative to operands up to `logProbScale` each,
@@ -256,10 +257,11 @@ func trainingPassMatchesTRLFloat32Step(folder: String) throws {
   )
   let beta = try number(json, "beta", in: folder)
   let native = try dictionary(json, "expected_native", in: folder)
-  let logProbScale = [
-    batch.policyChosen, batch.policyRejected, batch.referenceChosen,
-    batch.referenceRejected,
-  ].joined().map(abs).max() ?? 0
+  let logProbScale =
+    [
+      batch.policyChosen, batch.policyRejected, batch.referenceChosen,
+      batch.referenceRejected,
+    ].joined().map(abs).max() ?? 0
   // The gradient is beta / N times a sigmoid: its error is that factor
   // times the error of the sigmoid, whose argument is beta * delta.
   let gradientTolerance =
@@ -311,10 +313,11 @@ func trainingPassMatchesTRLFloat32Case() throws {
     metricsKey: "metrics",
     in: folder
   )
-  let logProbScale = [
-    batch.policyChosen, batch.policyRejected, batch.referenceChosen,
-    batch.referenceRejected,
-  ].joined().map(abs).max() ?? 0
+  let logProbScale =
+    [
+      batch.policyChosen, batch.policyRejected, batch.referenceChosen,
+      batch.referenceRejected,
+    ].joined().map(abs).max() ?? 0
   for strategy in DeltaStrategy.allCases {
     let (statistics, outputs) = try trainingPass(
       batch,

@@ -56,7 +56,7 @@ struct TrainingBatch {
     self.weights = weights
   }
 
-  /// The pairs in `range`, with their weights.
+  /// Returns the pairs in `range`, with their weights.
   func slice(_ range: Range<Int>) -> TrainingBatch {
     TrainingBatch(
       policyChosen: Array(policyChosen[range]),
@@ -118,7 +118,7 @@ func relativeError(
   return abs(expected) < floor ? difference : difference / abs(expected)
 }
 
-/// The largest ``relativeError(_:_:floor:)`` over two arrays, or infinity if
+/// Returns the largest ``relativeError(_:_:floor:)`` over two arrays, or infinity if
 /// their lengths differ.
 func maxRelativeError(
   _ observed: [Double]?,
@@ -135,7 +135,7 @@ func maxRelativeError(
   return worst
 }
 
-/// Every output of the training pass, for comparing two implementations.
+/// Returns buffers for every output of the training pass.
 func allOutputs() -> DPOOutputs {
   DPOOutputs(
     losses: true,

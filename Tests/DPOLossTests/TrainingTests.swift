@@ -275,7 +275,7 @@ struct TrainingWeightTests {
       _ = try batch.run(strategy: .fused, outputs: &outputs)
       Issue.record("a NaN weight was accepted")
     } catch let error as DPOLossError {
-      guard case let .invalidWeight(index, value) = error else {
+      guard case .invalidWeight(let index, let value) = error else {
         Issue.record("unexpected error \(error)")
         return
       }

@@ -12,7 +12,7 @@
 // that a call makes no heap allocation: Swift's withUnsafeTemporaryAllocation
 // uses the heap above 1 KiB. The buffer is thread-local storage; the C
 // runtime may allocate it on a thread's first call, never after. A kernel
-// must not call another kernel while it holds the buffer.
+// must not call another kernel while it uses the buffer.
 double *dpo_thread_scratch(void);
 
 #endif
