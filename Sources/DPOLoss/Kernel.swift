@@ -51,6 +51,16 @@ struct BatchPointers {
     )
   }
 
+  /// Starts loading the cache lines of the eight pairs at `offset`. Never
+  /// faults, so `offset` may lie past the end of the batch.
+  @inline(always)
+  func prefetch(at offset: Int) {
+    dpo_prefetch(policyChosen + offset)
+    dpo_prefetch(policyRejected + offset)
+    dpo_prefetch(referenceChosen + offset)
+    dpo_prefetch(referenceRejected + offset)
+  }
+
   /// Computes `(pc - rc) - (pr - rr)` for the eight pairs at `offset`.
   @inline(always)
   func delta(at offset: Int) -> Double8 {
@@ -87,7 +97,8 @@ func sumNegativeLogSigmoid(
   beta: Double,
   scratch: UnsafeMutablePointer<Double>,
   delta: (Int) -> Double8,
-  partialDelta: (Int, Int) -> Double8
+  partialDelta: (Int, Int) -> Double8,
+  prefetch: (Int) -> Void
 ) -> Double {
   assert(count <= chunkLength)
   let negativeBeta = Double8(repeating: -beta)
@@ -118,6 +129,9 @@ func sumNegativeLogSigmoid(
   offset = 0
   let fullEnd = count & ~15
   while offset < fullEnd {
+    // Pass 2 reads no input, so fetch the next chunk's inputs meanwhile.
+    prefetch(offset + chunkLength)
+    prefetch(offset + chunkLength + 8)
     sum0 += softplusFromParts(zBuffer, expBuffer, offset * stride)
     sum1 += softplusFromParts(zBuffer, expBuffer, (offset + 8) * stride)
     offset += 16
@@ -159,7 +173,8 @@ func fusedChunkLossSum(
     beta: beta,
     scratch: scratch,
     delta: { batch.delta(at: $0) },
-    partialDelta: { batch.partialDelta(at: $0, count: $1) }
+    partialDelta: { batch.partialDelta(at: $0, count: $1) },
+    prefetch: { batch.prefetch(at: $0) }
   )
 }
 
@@ -187,7 +202,8 @@ func blasChunkLossSum(
     beta: beta,
     scratch: scratch,
     delta: { load(deltas + $0) },
-    partialDelta: { loadPartial(deltas + $0, count: $1) }
+    partialDelta: { loadPartial(deltas + $0, count: $1) },
+    prefetch: { batch.prefetch(at: $0) }
   )
 }
 

@@ -379,6 +379,8 @@ struct TrainingChunk {
     var local = sums
     var offset = start
     while offset < end {
+      // Pass 2 reads no input, so fetch the next chunk's inputs meanwhile.
+      batch.prefetch(at: offset + chunkLength)
       secondPassVector(
         at: offset,
         lanes: 8,
