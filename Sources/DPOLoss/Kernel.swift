@@ -83,22 +83,53 @@ struct BatchPointers {
   }
 }
 
-/// Sums `softplus(-beta * delta)` over `count <= chunkLength` pairs whose
-/// delta comes from `delta(offset)` (eight full lanes) and
-/// `partialDelta(offset, lanes)`.
+/// A source of the deltas of one chunk for the loss-only kernel.
+protocol DeltaSource {
+  /// Returns delta for the eight pairs at `offset`.
+  func delta(at offset: Int) -> Double8
+  /// Returns delta for the `count` (< 8) pairs at `offset`, 0 elsewhere.
+  func partialDelta(at offset: Int, count: Int) -> Double8
+  /// Starts loading the inputs of the eight pairs at `offset` of the batch.
+  func prefetch(at offset: Int)
+}
+
+extension BatchPointers: DeltaSource {}
+
+/// Deltas that BLAS wrote into a chunk buffer, with the batch they came from
+/// for prefetching.
+struct BufferedDeltas: DeltaSource {
+  var deltas: UnsafePointer<Double>
+  var batch: BatchPointers
+
+  @inline(always)
+  func delta(at offset: Int) -> Double8 {
+    load(deltas + offset)
+  }
+
+  @inline(always)
+  func partialDelta(at offset: Int, count: Int) -> Double8 {
+    loadPartial(deltas + offset, count: count)
+  }
+
+  @inline(always)
+  func prefetch(at offset: Int) {
+    batch.prefetch(at: offset)
+  }
+}
+
+/// Sums `softplus(-beta * delta)` over `count <= chunkLength` pairs.
 ///
 /// Two passes through `scratch` (`2 * chunkLength` doubles, in L1):
 /// the first stores `z = -beta * delta` and `exp(-|z|)`, the second adds
 /// `max(z, 0) + log1p(exp(-|z|))`. Each loop keeps fewer constants live than
-/// one fused loop, so neither spills registers.
-@inline(always)
-func sumNegativeLogSigmoid(
+/// one fused loop, so neither spills registers. Generic rather than taking
+/// closures, because the closures were not inlined into the loop.
+@inline(never)
+func sumNegativeLogSigmoid<Source: DeltaSource>(
+  _ source: Source,
   count: Int,
   beta: Double,
-  scratch: UnsafeMutablePointer<Double>,
-  delta: (Int) -> Double8,
-  partialDelta: (Int, Int) -> Double8,
-  prefetch: (Int) -> Void
+  scratch: UnsafeMutablePointer<Double>
 ) -> Double {
   assert(count <= chunkLength)
   let negativeBeta = Double8(repeating: -beta)
@@ -107,11 +138,9 @@ func sumNegativeLogSigmoid(
   let stride = MemoryLayout<Double>.stride
 
   // Pass 1: z and exp(-|z|), eight lanes at a time, the tail padded with 0.
-  var offset = 0
-  while offset < count {
-    let remaining = count - offset
-    let d = remaining >= 8 ? delta(offset) : partialDelta(offset, remaining)
-    let z = negativeBeta * d
+  @inline(always)
+  func storeParts(_ delta: Double8, at offset: Int) {
+    let z = negativeBeta * delta
     let zero = Double8(repeating: 0)
     let magnitude = z.replacing(with: -z, where: z .< zero)
     zBuffer.storeBytes(of: z, toByteOffset: offset * stride, as: Double8.self)
@@ -120,18 +149,30 @@ func sumNegativeLogSigmoid(
       toByteOffset: offset * stride,
       as: Double8.self
     )
+  }
+  let fullVectorsEnd = count & ~7
+  var offset = 0
+  while offset < fullVectorsEnd {
+    storeParts(source.delta(at: offset), at: offset)
     offset += 8
+  }
+  if fullVectorsEnd < count {
+    let delta = source.partialDelta(
+      at: fullVectorsEnd,
+      count: count - fullVectorsEnd
+    )
+    storeParts(delta, at: fullVectorsEnd)
   }
 
   // Pass 2: max(z, 0) + log1p(e), summed; padding lanes masked out.
   var sum0 = Double8(repeating: 0)
   var sum1 = Double8(repeating: 0)
   offset = 0
-  let fullEnd = count & ~15
-  while offset < fullEnd {
+  let fullPairsEnd = count & ~15
+  while offset < fullPairsEnd {
     // Pass 2 reads no input, so fetch the next chunk's inputs meanwhile.
-    prefetch(offset + chunkLength)
-    prefetch(offset + chunkLength + 8)
+    source.prefetch(at: offset + chunkLength)
+    source.prefetch(at: offset + chunkLength + 8)
     sum0 += softplusFromParts(zBuffer, expBuffer, offset * stride)
     sum1 += softplusFromParts(zBuffer, expBuffer, (offset + 8) * stride)
     offset += 16
@@ -168,14 +209,7 @@ func fusedChunkLossSum(
   beta: Double,
   scratch: UnsafeMutablePointer<Double>
 ) -> Double {
-  sumNegativeLogSigmoid(
-    count: count,
-    beta: beta,
-    scratch: scratch,
-    delta: { batch.delta(at: $0) },
-    partialDelta: { batch.partialDelta(at: $0, count: $1) },
-    prefetch: { batch.prefetch(at: $0) }
-  )
+  sumNegativeLogSigmoid(batch, count: count, beta: beta, scratch: scratch)
 }
 
 /// Computes the sum of per-pair losses over one chunk, forming delta with
@@ -196,14 +230,12 @@ func blasChunkLossSum(
     chosen: scratch,
     rejected: scratch + chunkLength
   )
-  let deltas = UnsafePointer(scratch)
+  let deltas = BufferedDeltas(deltas: UnsafePointer(scratch), batch: batch)
   return sumNegativeLogSigmoid(
+    deltas,
     count: count,
     beta: beta,
-    scratch: scratch,
-    delta: { load(deltas + $0) },
-    partialDelta: { loadPartial(deltas + $0, count: $1) },
-    prefetch: { batch.prefetch(at: $0) }
+    scratch: scratch
   )
 }
 

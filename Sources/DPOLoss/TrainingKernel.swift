@@ -141,6 +141,17 @@ struct ChunkSums {
   var chosenLogProb = Double8(repeating: 0)
   var rejectedLogProb = Double8(repeating: 0)
 
+  @inline(always)
+  mutating func add(_ other: ChunkSums) {
+    loss += other.loss
+    chosenReward += other.chosenReward
+    rejectedReward += other.rejectedReward
+    margin += other.margin
+    correct += other.correct
+    chosenLogProb += other.chosenLogProb
+    rejectedLogProb += other.rejectedLogProb
+  }
+
   func add(to statistics: inout DPOStatistics) {
     statistics.lossSum.add(loss.sum())
     statistics.chosenRewardSum.add(chosenReward.sum())
@@ -272,7 +283,9 @@ struct TrainingChunk {
     to end: Int,
     _ sums: inout ChunkSums
   ) {
-    var local = sums
+    // A fresh local, not a copy of `sums`: LLVM may not keep a value that
+    // shares memory with an inout argument in registers across the stores.
+    var local = ChunkSums()
     var offset = start
     while offset < end {
       firstPassVector(
@@ -285,7 +298,7 @@ struct TrainingChunk {
       )
       offset += 8
     }
-    sums = local
+    sums.add(local)
   }
 
   @inline(always)
@@ -304,7 +317,10 @@ struct TrainingChunk {
     let magnitude = z.replacing(with: -z, where: z .< zero)
     store(z, to: zBuffer + offset)
     store(exponentialNonPositive(-magnitude), to: expBuffer + offset)
-    store(weight, to: weightBuffer + offset)
+    if mayMask {
+      // Pass 2 reads the weights only where it masks.
+      store(weight, to: weightBuffer + offset)
+    }
 
     let chosenReward = betaVector * chosenRatio
     let rejectedReward = betaVector * rejectedRatio
@@ -376,7 +392,9 @@ struct TrainingChunk {
     wantsGradient: Bool,
     _ sums: inout ChunkSums
   ) {
-    var local = sums
+    // A fresh local, not a copy of `sums`: LLVM may not keep a value that
+    // shares memory with an inout argument in registers across the stores.
+    var local = ChunkSums()
     var offset = start
     while offset < end {
       // Pass 2 reads no input, so fetch the next chunk's inputs meanwhile.
@@ -390,7 +408,7 @@ struct TrainingChunk {
       )
       offset += 8
     }
-    sums = local
+    sums.add(local)
   }
 
   @inline(always)
@@ -404,7 +422,7 @@ struct TrainingChunk {
     let zero = Double8(repeating: 0)
     let z = load(zBuffer + offset)
     let e = load(expBuffer + offset)
-    let weight = load(weightBuffer + offset)
+    let weight = mayMask ? load(weightBuffer + offset) : Double8(repeating: 1)
     let (logOnePlus, reciprocal) = logOnePlusUnitAndReciprocal(e)
     let loss = z.replacing(with: zero, where: z .< zero) + logOnePlus
     sums.loss += weighted(loss, weight, mayMask: mayMask)
