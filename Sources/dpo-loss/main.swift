@@ -4,4 +4,11 @@
 import DPOLossCommand
 import Glibc
 
-exit(runDPOLossCommand(Array(CommandLine.arguments.dropFirst())))
+var standardOutput = StandardStream.output
+var standardError = StandardStream.error
+let status = runDPOLossCommand(
+  Array(CommandLine.arguments.dropFirst()),
+  standardOutput: &standardOutput,
+  standardError: &standardError
+)
+exit(status)

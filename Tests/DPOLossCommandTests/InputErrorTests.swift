@@ -1,0 +1,444 @@
+// DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
+// SPDX-License-Identifier: Apache-2.0
+
+import Foundation
+import Testing
+
+/// Invalid input files: each run must exit with status 1, print nothing to
+/// standard output, name the file and the problem, and write no
+/// `--per-example` output.
+@Suite("Input errors")
+struct InputErrorTests {
+  /// Runs the command with the standard batch, except that the policy
+  /// chosen log-probs come from `path`, and requests `--per-example` output
+  /// into `directory/out`.
+  private func runWithPolicyChosen(
+    _ path: String,
+    in directory: ScratchDirectory
+  ) throws -> CommandResult {
+    var arguments = try SampleBatch.standard.writeNumPy(in: directory)
+    arguments[1] = path
+    return runInProcess(
+      arguments + ["--per-example", directory.file("out")]
+    )
+  }
+
+  @Test("missing file is reported")
+  func missingFileIsReported() throws {
+    let directory = try ScratchDirectory()
+    let path = directory.file("absent.npy")
+
+    let result = try runWithPolicyChosen(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.output.isEmpty)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("file not found"))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test("directory input is unreadable")
+  func directoryInputIsUnreadable() throws {
+    let directory = try ScratchDirectory()
+    let path = directory.file("folder.npy")
+    try FileManager.default.createDirectory(
+      atPath: path,
+      withIntermediateDirectories: false
+    )
+
+    let result = try runWithPolicyChosen(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("cannot read"))
+    #expect(result.error.contains("directory"))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test("non-npy file is reported")
+  func nonNumPyFileIsReported() throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.write("-1.0\n-2.0\n-3.0\n", to: "values.npy")
+
+    let result = try runWithPolicyChosen(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("not a NumPy .npy file"))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test(
+    "unsupported dtype is named",
+    arguments: [
+      ("<i8", 8, "integer"), ("<f2", 2, "float16"),
+      ("<c16", 16, "complex"), (">f8", 8, "big-endian"),
+    ]
+  )
+  func unsupportedDTypeIsNamed(
+    descr: String,
+    itemSize: Int,
+    name: String
+  ) throws {
+    let directory = try ScratchDirectory()
+    let bytes = numPyBytes(
+      descr: descr,
+      shape: "(3,)",
+      data: [UInt8](repeating: 0, count: 3 * itemSize)
+    )
+    let path = try directory.write(bytes, to: "typed.npy")
+
+    let result = try runWithPolicyChosen(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("unsupported dtype"))
+    #expect(result.error.contains(name))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test("two-dimensional array is rejected")
+  func twoDimensionalArrayIsRejected() throws {
+    let directory = try ScratchDirectory()
+    let bytes = numPyBytes(
+      descr: "<f8",
+      shape: "(3, 2)",
+      data: [UInt8](repeating: 0, count: 48)
+    )
+    let path = try directory.write(bytes, to: "matrix.npy")
+
+    let result = try runWithPolicyChosen(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("shape (3, 2)"))
+    #expect(result.error.contains("1-D"))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test("Fortran order is rejected")
+  func fortranOrderIsRejected() throws {
+    let directory = try ScratchDirectory()
+    let bytes = numPyBytes(
+      descr: "<f8",
+      shape: "(3,)",
+      fortranOrder: true,
+      data: [UInt8](repeating: 0, count: 24)
+    )
+    let path = try directory.write(bytes, to: "fortran.npy")
+
+    let result = try runWithPolicyChosen(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("fortran_order"))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test("truncated file is reported")
+  func truncatedFileIsReported() throws {
+    let directory = try ScratchDirectory()
+    // The header promises 3 float64 values, 24 bytes, but 20 follow.
+    let bytes = numPyBytes(
+      descr: "<f8",
+      shape: "(3,)",
+      data: [UInt8](repeating: 0, count: 20)
+    )
+    let path = try directory.write(bytes, to: "truncated.npy")
+
+    let result = try runWithPolicyChosen(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("truncated"))
+    #expect(result.error.contains("24 bytes"))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test("arrays of different lengths")
+  func arraysOfDifferentLengths() throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.writeNumPy([-1, -2, -3, -4], to: "long.npy")
+
+    let result = try runWithPolicyChosen(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains("differ in length"))
+    #expect(result.error.contains("--policy-chosen \(path) has 4"))
+    #expect(result.error.contains("--policy-rejected"))
+    #expect(result.error.contains("has 3"))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test("empty arrays are rejected")
+  func emptyArraysAreRejected() throws {
+    let directory = try ScratchDirectory()
+    let empty = try directory.writeNumPy([], to: "empty.npy")
+    let arguments = [
+      "--policy-chosen", empty, "--policy-rejected", empty,
+      "--reference-chosen", empty, "--reference-rejected", empty,
+      "--per-example", directory.file("out"),
+    ]
+
+    let result = runInProcess(arguments)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(empty))
+    #expect(result.error.contains("empty"))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test("float32 input is accepted")
+  func float32InputIsAccepted() throws {
+    let directory = try ScratchDirectory()
+    let values: [Float] = [-10.5, -22.25, -7.0]
+    let bytes = numPyBytes(
+      descr: "<f4",
+      shape: "(3,)",
+      data: float32Bytes(values)
+    )
+    let path = try directory.write(bytes, to: "single.npy")
+
+    let result = try runWithPolicyChosen(path, in: directory)
+
+    #expect(result.status == 0, "\(result.error)")
+    #expect(directory.contains("out/losses.npy"))
+  }
+}
+
+/// Invalid CSV and TSV tables given with `--table`.
+@Suite("Table errors")
+struct TableErrorTests {
+  private static let header =
+    "policy_chosen,policy_rejected,reference_chosen,reference_rejected\n"
+
+  private func runTable(
+    _ text: String,
+    name: String = "batch.csv",
+    in directory: ScratchDirectory
+  ) throws -> (path: String, result: CommandResult) {
+    let path = try directory.write(text, to: name)
+    let out = directory.file("out.csv")
+    return (path, runInProcess(["--table", path, "--per-example", out]))
+  }
+
+  @Test("missing column is named")
+  func missingColumnIsNamed() throws {
+    let directory = try ScratchDirectory()
+    let text = "policy_chosen,policy_rejected,reference_chosen\n-1,-2,-3\n"
+
+    let (path, result) = try runTable(text, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.output.isEmpty)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("missing column 'reference_rejected'"))
+    #expect(!directory.contains("out.csv"))
+  }
+
+  @Test("non-numeric cell is located")
+  func nonNumericCellIsLocated() throws {
+    let directory = try ScratchDirectory()
+    let text = Self.header + "-1,-2,-3,-4\n-1,oops,-3,-4\n"
+
+    let (path, result) = try runTable(text, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains("\(path):3:"))
+    #expect(result.error.contains("column 2"))
+    #expect(result.error.contains("'oops'"))
+    #expect(!directory.contains("out.csv"))
+  }
+
+  @Test("ragged row is reported")
+  func raggedRowIsReported() throws {
+    let directory = try ScratchDirectory()
+    let text = Self.header + "-1,-2,-3,-4\n-1,-2,-3\n"
+
+    let (path, result) = try runTable(text, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains("\(path):3:"))
+    #expect(result.error.contains("3 fields"))
+    #expect(result.error.contains("has 4"))
+    #expect(!directory.contains("out.csv"))
+  }
+
+  @Test("header without rows is rejected")
+  func headerWithoutRowsIsRejected() throws {
+    let directory = try ScratchDirectory()
+
+    let (path, result) = try runTable(Self.header, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("no data rows"))
+  }
+
+  @Test("TSV table is read")
+  func tsvTableIsRead() throws {
+    let directory = try ScratchDirectory()
+    let text =
+      "chosen_logps\trejected_logps\tref_chosen_logps\t"
+      + "ref_rejected_logps\n-1\t-2\t-1\t-2\n"
+
+    let (_, result) = try runTable(text, name: "batch.tsv", in: directory)
+
+    #expect(result.status == 0, "\(result.error)")
+    #expect(result.output.contains("pairs (n)"))
+  }
+}
+
+/// Invalid `--weights` files.
+@Suite("Weights errors")
+struct WeightsErrorTests {
+  private func runWithWeights(
+    _ weightsPath: String,
+    in directory: ScratchDirectory
+  ) throws -> CommandResult {
+    let inputs = try SampleBatch.standard.writeNumPy(in: directory)
+    return runInProcess(
+      inputs + [
+        "--weights", weightsPath, "--per-example", directory.file("out"),
+      ]
+    )
+  }
+
+  @Test("weights length mismatch is reported")
+  func weightsLengthMismatchIsReported() throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.writeNumPy([1, 1], to: "w.npy")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("2 weights for 3 preference pairs"))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test("negative npy weight is located")
+  func negativeNumPyWeightIsLocated() throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.writeNumPy([1, -0.5, 1], to: "w.npy")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("invalid weight -0.5 at index 1"))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test("NaN text weight is located")
+  func nanTextWeightIsLocated() throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.write("weight\n1\nnan\n1\n", to: "w.csv")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("invalid weight nan at line 3"))
+  }
+
+  @Test("non-numeric text weight is located")
+  func nonNumericTextWeightIsLocated() throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.write("1\n\n1\nheavy\n", to: "w.txt")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains("\(path):4:"))
+    #expect(result.error.contains("'heavy' is not a number"))
+  }
+
+  @Test("second column is rejected")
+  func secondColumnIsRejected() throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.write("index,weight\n0,1\n1,1\n2,1\n", to: "w.csv")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains("\(path):1:"))
+    #expect(result.error.contains("2 fields"))
+    #expect(result.error.contains("one column"))
+  }
+
+  @Test("all-zero weights are rejected")
+  func allZeroWeightsAreRejected() throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.write("0\n0\n0\n", to: "w.tsv")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("every weight is 0"))
+  }
+
+  @Test("missing weights file is reported")
+  func missingWeightsFileIsReported() throws {
+    let directory = try ScratchDirectory()
+    let path = directory.file("absent.csv")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path))
+    #expect(result.error.contains("file not found"))
+    #expect(!directory.contains("out"))
+  }
+}
+
+/// Invalid `--per-example` destinations, rejected before any input is read.
+@Suite("Per-example destination errors")
+struct PerExampleDestinationErrorTests {
+  @Test("directory path that is file")
+  func directoryPathThatIsFile() throws {
+    let directory = try ScratchDirectory()
+    let inputs = try SampleBatch.standard.writeNumPy(in: directory)
+    let out = try directory.write("keep me\n", to: "out")
+
+    let result = runInProcess(inputs + ["--per-example", out])
+    let contents = try String(contentsOfFile: out, encoding: .utf8)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(out))
+    #expect(result.error.contains("existing file"))
+    #expect(contents == "keep me\n")
+  }
+
+  @Test("table path that is directory")
+  func tablePathThatIsDirectory() throws {
+    let directory = try ScratchDirectory()
+    let inputs = try SampleBatch.standard.writeNumPy(in: directory)
+    let out = directory.file("results.csv")
+    try FileManager.default.createDirectory(
+      atPath: out,
+      withIntermediateDirectories: false
+    )
+
+    let result = runInProcess(inputs + ["--per-example", out])
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(out))
+    #expect(result.error.contains("existing directory"))
+  }
+
+  @Test("table in missing directory")
+  func tableInMissingDirectory() throws {
+    let directory = try ScratchDirectory()
+    let inputs = try SampleBatch.standard.writeNumPy(in: directory)
+    let out = directory.file("absent/results.csv")
+
+    let result = runInProcess(inputs + ["--per-example", out])
+
+    #expect(result.status == 1)
+    #expect(result.output.isEmpty)
+    #expect(result.error.contains(out))
+    #expect(!directory.contains("absent"))
+  }
+}

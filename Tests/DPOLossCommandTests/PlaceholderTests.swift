@@ -1,6 +1,0 @@
-import DPOLossCommand
-import Testing
-
-@Test func placeholderExitsWithUsageError() {
-  #expect(runDPOLossCommand([]) == 2)
-}
