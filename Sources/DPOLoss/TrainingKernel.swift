@@ -118,6 +118,22 @@ struct BufferedWeights: WeightSource {
   }
 }
 
+/// Whether whole output vectors bypass the cache, as a type so that each
+/// case gets its own loop without a branch per store.
+protocol StoreMode {
+  static var streams: Bool { get }
+}
+
+/// Ordinary stores, for outputs a caller reads back from cache.
+struct CachedStores: StoreMode {
+  static var streams: Bool { false }
+}
+
+/// Streaming stores, for outputs larger than the caches.
+struct StreamingStores: StoreMode {
+  static var streams: Bool { true }
+}
+
 /// Returns `weight * value`, or 0 where the weight is 0, so that a masked
 /// pair adds nothing even when its value is NaN or infinite. With
 /// `mayMask == false` (every weight is 1) it returns `value`.
@@ -190,15 +206,16 @@ struct TrainingChunk {
   }
 
   /// Writes the `lanes` first lanes of an output, streaming whole vectors
-  /// when ``streamsOutputs`` is set.
+  /// when `streaming` is set.
   @inline(always)
   func storeOutput(
     _ vector: Double8,
     to pointer: UnsafeMutablePointer<Double>,
-    lanes: Int
+    lanes: Int,
+    streaming: Bool
   ) {
     if lanes == 8 {
-      store(vector, to: pointer, streaming: streamsOutputs)
+      store(vector, to: pointer, streaming: streaming)
     } else {
       store(vector, to: pointer, lanes: lanes)
     }
@@ -240,9 +257,9 @@ struct TrainingChunk {
       }
     }
     if weights == nil {
-      secondPass(mayMask: false, &sums)
+      secondPass(UnitWeights.self, &sums)
     } else {
-      secondPass(mayMask: true, &sums)
+      secondPass(BufferedWeights.self, &sums)
     }
     sums.add(to: &statistics)
   }
@@ -325,10 +342,20 @@ struct TrainingChunk {
     let chosenReward = betaVector * chosenRatio
     let rejectedReward = betaVector * rejectedRatio
     if let pointer = outputs.chosenRewards {
-      storeOutput(chosenReward, to: pointer + offset, lanes: lanes)
+      storeOutput(
+        chosenReward,
+        to: pointer + offset,
+        lanes: lanes,
+        streaming: streamsOutputs
+      )
     }
     if let pointer = outputs.rejectedRewards {
-      storeOutput(rejectedReward, to: pointer + offset, lanes: lanes)
+      storeOutput(
+        rejectedReward,
+        to: pointer + offset,
+        lanes: lanes,
+        streaming: streamsOutputs
+      )
     }
     let policyChosen = load(batch.policyChosen + offset, lanes: lanes)
     let policyRejected = load(batch.policyRejected + offset, lanes: lanes)
@@ -351,22 +378,25 @@ struct TrainingChunk {
   /// loss sum. Pass 1 stored whole vectors, so the tail reads its padding
   /// lanes (weight 0) from scratch.
   @inline(always)
-  func secondPass(mayMask: Bool, _ sums: inout ChunkSums) {
+  func secondPass<Weights: WeightSource>(
+    _ weights: Weights.Type,
+    _ sums: inout ChunkSums
+  ) {
     let fullEnd = count & ~7
     let wantsGradient = outputs.wantsGradient
-    if mayMask {
+    if streamsOutputs {
       secondPassLoop(
-        from: 0,
+        Weights.self,
+        StreamingStores.self,
         to: fullEnd,
-        mayMask: true,
         wantsGradient: wantsGradient,
         &sums
       )
     } else {
       secondPassLoop(
-        from: 0,
+        Weights.self,
+        CachedStores.self,
         to: fullEnd,
-        mayMask: false,
         wantsGradient: wantsGradient,
         &sums
       )
@@ -377,32 +407,34 @@ struct TrainingChunk {
         at: fullEnd,
         lanes: tailLanes,
         mayMask: true,
+        streaming: false,
         wantsGradient: wantsGradient,
         &sums
       )
     }
   }
 
-  /// Runs pass 2 over the full vectors in `start..<end`.
+  /// Runs pass 2 over the full vectors in `0..<end`.
   @inline(never)
-  func secondPassLoop(
-    from start: Int,
+  func secondPassLoop<Weights: WeightSource, Stores: StoreMode>(
+    _ weights: Weights.Type,
+    _ stores: Stores.Type,
     to end: Int,
-    mayMask: Bool,
     wantsGradient: Bool,
     _ sums: inout ChunkSums
   ) {
     // A fresh local, not a copy of `sums`: LLVM may not keep a value that
     // shares memory with an inout argument in registers across the stores.
     var local = ChunkSums()
-    var offset = start
+    var offset = 0
     while offset < end {
       // Pass 2 reads no input, so fetch the next chunk's inputs meanwhile.
       batch.prefetch(at: offset + chunkLength)
       secondPassVector(
         at: offset,
         lanes: 8,
-        mayMask: mayMask,
+        mayMask: Weights.mayMask,
+        streaming: Stores.streams,
         wantsGradient: wantsGradient,
         &local
       )
@@ -416,6 +448,7 @@ struct TrainingChunk {
     at offset: Int,
     lanes: Int,
     mayMask: Bool,
+    streaming: Bool,
     wantsGradient: Bool,
     _ sums: inout ChunkSums
   ) {
@@ -427,7 +460,12 @@ struct TrainingChunk {
     let loss = z.replacing(with: zero, where: z .< zero) + logOnePlus
     sums.loss += weighted(loss, weight, mayMask: mayMask)
     if let pointer = outputs.losses {
-      storeOutput(loss, to: pointer + offset, lanes: lanes)
+      storeOutput(
+        loss,
+        to: pointer + offset,
+        lanes: lanes,
+        streaming: streaming
+      )
     }
     guard wantsGradient else { return }
 
@@ -440,16 +478,36 @@ struct TrainingChunk {
       ? weighted(sigmoid, weight * scale, mayMask: true) : sigmoid * scale
     let negated = -gradient
     if let pointer = outputs.policyChosenGradient {
-      storeOutput(negated, to: pointer + offset, lanes: lanes)
+      storeOutput(
+        negated,
+        to: pointer + offset,
+        lanes: lanes,
+        streaming: streaming
+      )
     }
     if let pointer = outputs.policyRejectedGradient {
-      storeOutput(gradient, to: pointer + offset, lanes: lanes)
+      storeOutput(
+        gradient,
+        to: pointer + offset,
+        lanes: lanes,
+        streaming: streaming
+      )
     }
     if let pointer = outputs.referenceChosenGradient {
-      storeOutput(gradient, to: pointer + offset, lanes: lanes)
+      storeOutput(
+        gradient,
+        to: pointer + offset,
+        lanes: lanes,
+        streaming: streaming
+      )
     }
     if let pointer = outputs.referenceRejectedGradient {
-      storeOutput(negated, to: pointer + offset, lanes: lanes)
+      storeOutput(
+        negated,
+        to: pointer + offset,
+        lanes: lanes,
+        streaming: streaming
+      )
     }
   }
 }
