@@ -82,6 +82,21 @@ func kernelMatchesReferenceNearChunkEdges(
   }
 }
 
+@Test(
+  .enabled(
+    if: isOptimizedBuild,
+    "16M pairs take minutes in an unoptimized build"
+  )
+)
+func kernelMatchesReferenceSixteenMillionPairs() throws {
+  // 16M pairs: 32K chunk sums combined with compensated summation.
+  var generator = SplitMix64(seed: 0x1600_0000)
+  let batch = Batch.random(count: 1 << 24, using: &generator)
+  for strategy in DeltaStrategy.allCases {
+    try expectKernelMatchesReference(batch, strategy: strategy)
+  }
+}
+
 @Test(arguments: [1, 7, 8, 9, 63, 511, 512, 513, 1500, 4099])
 func strategiesAgreeBitForBit(count: Int) throws {
   // Both strategies form the same delta and sum in the same order, so the
