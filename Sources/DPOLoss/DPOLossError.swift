@@ -23,6 +23,8 @@ public enum DPOLossError: Error, Equatable, Sendable {
   case invalidWeight(index: Int, value: Double)
   /// Every weight is zero, so the weighted mean is undefined.
   case zeroTotalWeight
+  /// The weights are finite but their sum overflows to infinity.
+  case weightSumOverflow
   /// The weight total that gradients divide by is not finite and positive.
   case invalidGradientWeightTotal(Double)
 }
@@ -49,6 +51,9 @@ extension DPOLossError: CustomStringConvertible {
     case .zeroTotalWeight:
       return "every weight is 0, so the weighted mean is undefined. "
         + "Give at least one pair a positive weight."
+    case .weightSumOverflow:
+      return "the weights sum to infinity in double precision. Scale them "
+        + "down: only their ratios change the loss and metrics."
     case .invalidGradientWeightTotal(let total):
       return "invalid gradientWeightTotal \(total): it must be finite and "
         + "positive. Pass the weight sum of the whole batch, or nil."

@@ -50,7 +50,8 @@
 ///   ``DPOLossError/emptyBatch``, ``DPOLossError/invalidBeta(_:)``,
 ///   ``DPOLossError/weightsLengthMismatch(weights:pairs:)``,
 ///   ``DPOLossError/invalidWeight(index:value:)``,
-///   ``DPOLossError/zeroTotalWeight`` and
+///   ``DPOLossError/zeroTotalWeight``,
+///   ``DPOLossError/weightSumOverflow`` and
 ///   ``DPOLossError/invalidGradientWeightTotal(_:)``. Nothing is written to
 ///   `outputs` when it throws.
 /// - Complexity: O(N) time in one pass over the inputs (and one over the
@@ -182,6 +183,7 @@ func validateWeights(
     sum.add(weight)
   }
   guard sum.value > 0 else { throw .zeroTotalWeight }
+  guard sum.value.isFinite else { throw .weightSumOverflow }
   return sum
 }
 
