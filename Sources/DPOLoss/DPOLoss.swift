@@ -24,8 +24,8 @@ public enum DeltaStrategy: String, Sendable, CaseIterable {
 ///
 /// `-log(sigmoid(x))` is evaluated as `softplus(-x)` on eight SIMD lanes with
 /// a vector `exp` and `log1p`, accurate to ``softplusMaxULPError`` ulp per
-/// pair. Chunk sums are combined with compensated summation, so the result
-/// agrees with ``referenceDPOLoss(policyChosen:policyRejected:referenceChosen:referenceRejected:beta:)-(Span<Double>,_,_,_,_)``
+/// pair. Each 512-pair chunk is summed in SIMD lanes and the chunk sums are
+/// combined with compensated summation, so the result agrees with ``referenceDPOLoss(policyChosen:policyRejected:referenceChosen:referenceRejected:beta:)-(Span<Double>,_,_,_,_)``
 /// within 1e-14 relative. The tests check this up to 1M pairs, and
 /// dpo-bench prints the difference at 16M.
 ///

@@ -6,8 +6,11 @@
 ///
 /// The value contains sums, not means, so statistics of micro-batches or of
 /// data-parallel shards merge into those of the whole batch with
-/// ``merge(_:)``. Every sum is compensated (Neumaier), so merging in any
-/// order changes a mean by about one ulp at most.
+/// ``merge(_:)``. The kernels add each 512-pair chunk in plain SIMD sums and
+/// combine the chunk sums with Neumaier compensation, which is also how
+/// ``merge(_:)`` adds, so merging in any order changes a mean by about one
+/// ulp. Values that cancel inside one chunk (1e16, 1, -1e16) lose what plain
+/// double addition loses there; the scalar reference compensates every pair.
 ///
 /// Each pair `i` contributes with its weight `w_i` (1 without weights). A pair
 /// with weight 0 contributes nothing, even if its log-probs are NaN or

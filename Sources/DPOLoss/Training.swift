@@ -96,7 +96,10 @@ public func dpoLossAndGradients(
           weights: weightPointer,
           count: count,
           beta: beta,
-          gradientScale: beta / gradientTotal,
+          gradientScale: GradientScale(
+            beta: beta,
+            weightTotal: gradientTotal
+          ),
           strategy: strategy,
           outputs: pointers
         )

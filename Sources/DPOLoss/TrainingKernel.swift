@@ -147,6 +147,51 @@ func weighted(
   return (weight * value).replacing(with: 0, where: weight .== 0)
 }
 
+/// The factor `beta * w_i / W` of each gradient, in a form that keeps tiny
+/// weights exact.
+///
+/// Weights are first scaled by two powers of two whose product brings the
+/// weight total `W` into [1, 2), so a subnormal weight keeps its precision
+/// and `beta / W` cannot overflow: a weight total below about 5.6e-310 made
+/// `beta / W` infinite while each `beta * sigmoid * w_i / W` stayed finite.
+struct GradientScale {
+  /// Powers of two whose product is `2^-exponent(W)`, each a normal double.
+  var weightScales: (Double, Double)
+  /// `beta / (W * weightScales.0 * weightScales.1)`, in (beta / 2, beta].
+  var scaledFactor: Double
+  /// `beta / W`, for weights that are all 1. The same value as
+  /// `scaledFactor` times the weight scales, so both paths round alike.
+  var unitFactor: Double
+
+  init(beta: Double, weightTotal: Double) {
+    let exponent = -Int(weightTotal.exponent)
+    let half = exponent / 2
+    weightScales = (
+      Double(sign: .plus, exponent: half, significand: 1),
+      Double(sign: .plus, exponent: exponent - half, significand: 1)
+    )
+    scaledFactor = beta / weightTotal.significand
+    // NOTE: without weights, a gradientWeightTotal below beta / 1.8e308
+    // (about 5.6e-310 for beta = 0.1) makes this infinite.
+    unitFactor = scaledFactor * weightScales.0 * weightScales.1
+  }
+
+  /// Returns `sigmoid * beta * weight / W`, or 0 where the weight is 0.
+  /// With `mayMask == false` every weight is 1 and nothing is masked.
+  @inline(always)
+  func gradient(
+    sigmoid: Double8,
+    weight: Double8,
+    mayMask: Bool
+  ) -> Double8 {
+    guard mayMask else { return sigmoid * unitFactor }
+    let scaledWeight = weight * weightScales.0 * weightScales.1
+    // The mask tests the weight: with beta = 0 a NaN pair's gradient stays
+    // NaN, as in the reference.
+    return weighted(sigmoid, scaledWeight, mayMask: true) * scaledFactor
+  }
+}
+
 /// SIMD partial sums of one chunk's statistics.
 struct ChunkSums {
   var loss = Double8(repeating: 0)
@@ -185,7 +230,7 @@ struct TrainingChunk {
   var count: Int
   var beta: Double
   /// `beta / W`, where `W` is the weight total the gradient divides by.
-  var gradientScale: Double
+  var gradientScale: GradientScale
   var outputs: OutputPointers
   /// z, then exp(-|z|), then the weights, `chunkLength` doubles each (the
   /// whole per-thread scratch buffer). With the BLAS strategy the first two
@@ -472,10 +517,11 @@ struct TrainingChunk {
     // sigmoid(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) below 0.
     let one = Double8(repeating: 1)
     let sigmoid = e.replacing(with: one, where: z .>= zero) * reciprocal
-    let scale = Double8(repeating: gradientScale)
-    let gradient =
-      mayMask
-      ? weighted(sigmoid, weight * scale, mayMask: true) : sigmoid * scale
+    let gradient = gradientScale.gradient(
+      sigmoid: sigmoid,
+      weight: weight,
+      mayMask: mayMask
+    )
     let negated = -gradient
     if let pointer = outputs.policyChosenGradient {
       storeOutput(
@@ -525,7 +571,7 @@ func trainingKernel(
   weights: UnsafePointer<Double>?,
   count: Int,
   beta: Double,
-  gradientScale: Double,
+  gradientScale: GradientScale,
   strategy: DeltaStrategy,
   outputs: OutputPointers
 ) -> DPOStatistics {

@@ -3,10 +3,13 @@
 
 import Glibc
 
-/// Computes the same results as
+/// Computes the same quantities as
 /// ``dpoLossAndGradients(policyChosen:policyRejected:referenceChosen:referenceRejected:weights:beta:strategy:gradientWeightTotal:outputs:)-(Span<Double>,_,_,_,_,_,_,_,_)``
 /// one pair at a time with Glibc's `exp` and `log1p`: the readable
 /// definition and the oracle of the tests.
+///
+/// Every sum is compensated pair by pair, so where terms cancel inside one
+/// 512-pair chunk the reference is the more accurate of the two.
 ///
 /// - Parameters: As for `dpoLossAndGradients`, without `strategy`.
 /// - Returns: The batch's weighted sums.
@@ -49,7 +52,8 @@ public func referenceDPOLossAndGradients(
     let loss = max(z, 0) + log1p(exp(-abs(z)))
     // d softplus(z) / dz = sigmoid(z), and dz / d pc = -beta.
     let sigmoid = z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z))
-    let gradient = weight == 0 ? 0 : beta * sigmoid * weight / gradientTotal
+    // w / W first: tiny weights keep their precision in the quotient.
+    let gradient = weight == 0 ? 0 : beta * sigmoid * (weight / gradientTotal)
 
     outputs.losses?[i] = loss
     outputs.chosenRewards?[i] = chosenReward

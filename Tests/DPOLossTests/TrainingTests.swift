@@ -287,16 +287,79 @@ struct TrainingWeightTests {
 
   @Test(
     "invalid gradient weight total is rejected",
-    arguments: [0.0, -1.0, .nan, .infinity]
+    arguments: [0.0, -1.0, .infinity]
   )
   func invalidGradientWeightTotal(total: Double) {
     let batch = TrainingBatch(count: 3, seed: 1)
     var outputs = DPOOutputs(policyGradients: true)
-    #expect(throws: DPOLossError.self, "total \(total)") {
+    #expect(
+      throws: DPOLossError.invalidGradientWeightTotal(total),
+      "total \(total)"
+    ) {
       _ = try batch.run(
         strategy: .fused,
         gradientWeightTotal: total,
         outputs: &outputs
+      )
+    }
+  }
+
+  @Test("NaN gradient weight total is rejected")
+  func nanGradientWeightTotal() throws {
+    let batch = TrainingBatch(count: 3, seed: 1)
+    var outputs = DPOOutputs(policyGradients: true)
+    do {
+      _ = try batch.run(
+        strategy: .fused,
+        gradientWeightTotal: .nan,
+        outputs: &outputs
+      )
+      Issue.record("a NaN gradientWeightTotal was accepted")
+    } catch let error as DPOLossError {
+      guard case .invalidGradientWeightTotal(let total) = error else {
+        Issue.record("unexpected error \(error)")
+        return
+      }
+      #expect(total.isNaN)
+    }
+  }
+
+  @Test("overflowing weight sum is rejected")
+  func overflowingWeightSum() {
+    var batch = TrainingBatch(count: 2, seed: 1)
+    batch.weights = [1e308, 1e308]
+    for strategy in DeltaStrategy.allCases {
+      var outputs = DPOOutputs(policyGradients: true)
+      #expect(throws: DPOLossError.weightSumOverflow, "\(strategy)") {
+        _ = try batch.run(strategy: strategy, outputs: &outputs)
+      }
+    }
+  }
+
+  @Test(
+    "tiny weight totals give finite gradients",
+    arguments: [1e-320, 1e-310, 5e-324]
+  )
+  func tinyWeightTotals(weight: Double) throws {
+    var batch = TrainingBatch(count: 11, seed: 21)
+    batch.weights = Array(repeating: weight, count: 11)
+    batch.weights![3] = 0
+    var expectedOutputs = DPOOutputs(policyGradients: true)
+    _ = try batch.runReference(outputs: &expectedOutputs)
+    let expected = try #require(expectedOutputs.policyChosenGradient)
+    for strategy in DeltaStrategy.allCases {
+      var outputs = DPOOutputs(policyGradients: true)
+      let statistics = try batch.run(strategy: strategy, outputs: &outputs)
+      let gradient = try #require(outputs.policyChosenGradient)
+      #expect(statistics.loss.isFinite, "\(strategy), weight \(weight)")
+      #expect(gradient[3] == 0, "\(strategy): masked pair")
+      let allFinite = gradient.allSatisfy { $0.isFinite }
+      #expect(allFinite, "\(strategy), weight \(weight): \(gradient)")
+      // Equal weights: the gradient is that of the unweighted mean over the
+      // ten unmasked pairs, whatever the weights' size.
+      #expect(
+        maxRelativeError(gradient, expected) <= 1e-14,
+        "\(strategy), weight \(weight): \(gradient) vs \(expected)"
       )
     }
   }
@@ -417,6 +480,28 @@ struct TrainingNonFiniteTests {
         metrics.rewardAccuracy == Double(correct.count) / 9,
         "\(strategy)"
       )
+    }
+  }
+
+  @Test("zero beta keeps NaN gradients NaN")
+  func zeroBetaKeepsNaN() throws {
+    // Two pairs: both fall in the masked tail vector of the kernel.
+    let batch = TrainingBatch(
+      policyChosen: [.nan, -1],
+      policyRejected: [-2, -2],
+      referenceChosen: [-1, -1],
+      referenceRejected: [-2, -2]
+    )
+    var expectedOutputs = DPOOutputs(policyGradients: true)
+    _ = try batch.runReference(beta: 0, outputs: &expectedOutputs)
+    let expected = try #require(expectedOutputs.policyChosenGradient)
+    #expect(expected[0].isNaN, "reference: 0 * NaN is NaN")
+    for strategy in DeltaStrategy.allCases {
+      var outputs = DPOOutputs(policyGradients: true)
+      _ = try batch.run(strategy: strategy, beta: 0, outputs: &outputs)
+      let gradient = try #require(outputs.policyChosenGradient)
+      #expect(gradient[0].isNaN, "\(strategy): \(gradient)")
+      #expect(gradient[1] == 0, "\(strategy): \(gradient)")
     }
   }
 
