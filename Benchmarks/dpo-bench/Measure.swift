@@ -300,25 +300,42 @@ func formatRow(_ cells: [String]) -> String {
   }.joined()
 }
 
-/// Formats a double for JSON, where NaN and infinities have no literal.
+/// Formats a double for JSON. JSON has no NaN or infinity, so those become
+/// the strings "NaN", "Infinity" and "-Infinity", as in dpo-loss.
 func jsonNumber(_ value: Double) -> String {
-  value.isFinite ? "\(value)" : "null"
+  if value.isNaN {
+    return "\"NaN\""
+  }
+  if value.isInfinite {
+    return value > 0 ? "\"Infinity\"" : "\"-Infinity\""
+  }
+  return "\(value)"
 }
 
+/// Formats the results as one JSON array. `loss` is left out for the
+/// roofline, and `time_vs_loss_alone` is given only for `+gradient` rows.
 func jsonArray(_ results: [BenchmarkResult]) -> String {
   let objects = results.map { result in
-    """
-      {"n": \(result.count), "implementation": "\(result.implementation)", \
-    "ns_per_element": \(jsonNumber(result.nanosecondsPerPair)), \
-    "gb_per_s": \(jsonNumber(result.gigabytesPerSecond)), \
-    "speedup_vs_reference": \(jsonNumber(result.speedupOverReference)), \
-    "time_vs_roofline": \(jsonNumber(result.timeOverRoofline)), \
-    "relative_difference_vs_reference": \
-    \(jsonNumber(result.relativeDifference)), \
-    "loss": \(jsonNumber(result.loss)), \
-    "time_vs_loss_alone": \(jsonNumber(result.timeOverLossAlone)), \
-    "instruction_set": "\(targetInstructionSet())"}
-    """
+    var fields = [
+      "\"n\": \(result.count)",
+      "\"implementation\": \"\(result.implementation)\"",
+      "\"ns_per_element\": \(jsonNumber(result.nanosecondsPerPair))",
+      "\"gb_per_s\": \(jsonNumber(result.gigabytesPerSecond))",
+      "\"speedup_vs_reference\": \(jsonNumber(result.speedupOverReference))",
+      "\"time_vs_roofline\": \(jsonNumber(result.timeOverRoofline))",
+      "\"relative_difference_vs_reference\": "
+        + jsonNumber(result.relativeDifference),
+    ]
+    if result.implementation != "roofline" {
+      fields.append("\"loss\": \(jsonNumber(result.loss))")
+    }
+    if !result.timeOverLossAlone.isNaN {
+      fields.append(
+        "\"time_vs_loss_alone\": \(jsonNumber(result.timeOverLossAlone))"
+      )
+    }
+    fields.append("\"instruction_set\": \"\(targetInstructionSet())\"")
+    return "  {" + fields.joined(separator: ", ") + "}"
   }
   return "[\n" + objects.joined(separator: ",\n") + "\n]"
 }

@@ -43,7 +43,13 @@ struct BenchmarkOptions {
   static func parse(_ arguments: [String]) throws -> BenchmarkOptions {
     var options = BenchmarkOptions()
     var remaining = arguments[...]
+    var seen: Set<String> = []
     while let argument = remaining.popFirst() {
+      if argument.hasPrefix("--"), !seen.insert(argument).inserted {
+        throw UsageError(
+          description: "\(argument) is given more than once; give it once"
+        )
+      }
       switch argument {
       case "-h", "--help":
         options.showHelp = true
@@ -120,7 +126,7 @@ struct BenchmarkOptions {
     else {
       throw UsageError(
         description: "invalid size '\(text)': expected a whole number of "
-          + "pairs from 1 to 1G, such as 4096, 64K or 16M"
+          + "pairs from 1 to 1024M, such as 4096, 64K or 16M"
       )
     }
     return count * multiplier
