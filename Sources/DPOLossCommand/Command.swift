@@ -114,9 +114,11 @@ private func computeStatistics(
       }
     }
   } catch {
-    // loadInputs and the option parser check everything the kernel
-    // checks, so this is reached only if the kernel adds a check.
-    throw .data(error.description)
+    // loadInputs and the option parser check the inputs for the
+    // DPOLossError cases first, so that their messages name the file or
+    // option. The kernel checks again, and this reports whatever it rejects
+    // that they accept, such as a case added to the kernel later.
+    throw .data("the DPO loss kernel rejected the inputs: \(error)")
   }
 }
 

@@ -2,6 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import DPOLoss
+import DPOLossFiles
 
 /// The files that contain the four log-prob arrays.
 enum LogProbSource: Equatable {
@@ -198,10 +199,27 @@ extension CommandRequest {
     return strategy
   }
 
+  /// Parses `--beta` as a decimal number, with the same rules as table
+  /// cells and weights, and requires it to be finite and non-negative.
   private static func parseBeta(_ text: String) throws(CommandError)
     -> Double
   {
-    guard let beta = Double(text) else {
+    let beta: Double
+    do throws(NumberTextError) {
+      beta = try parseDecimalNumber(text)
+    } catch .hexadecimal {
+      throw .usage(
+        "invalid value '\(text)' for --beta: hexadecimal floats are not "
+          + "accepted. Write beta in decimal notation"
+          + decimalEquivalent(of: text) + "."
+      )
+    } catch .outOfRange {
+      throw .usage(
+        "invalid value '\(text)' for --beta: the number is outside the "
+          + "range of a double. Pass a finite, non-negative number such as "
+          + "0.1."
+      )
+    } catch {
       throw .usage(
         "invalid value '\(text)' for --beta: not a number. Pass a finite, "
           + "non-negative number such as 0.1."
@@ -215,4 +233,13 @@ extension CommandRequest {
     }
     return beta
   }
+}
+
+/// Returns " (0x1p-3 is 0.125)" for hexadecimal float text, or an empty
+/// string if Swift's `Double(_:)` cannot read it as a finite value.
+func decimalEquivalent(of text: String) -> String {
+  guard let value = Double(text), value.isFinite else {
+    return ""
+  }
+  return " (\(text) is \(value))"
 }

@@ -38,21 +38,27 @@ let helpText = """
                                reference_chosen and reference_rejected, or
                                TRL's chosen_logps, rejected_logps,
                                ref_chosen_logps and ref_rejected_logps.
-                               Other columns are ignored. Cells may be nan,
-                               inf or -inf. Not with the .npy options.
+                               Other columns are ignored. Cells are
+                               decimal numbers, nan, inf or -inf. A field
+                               in double quotes may contain the delimiter,
+                               line breaks and doubled quotes (RFC 4180),
+                               as pandas to_csv writes text columns. Not
+                               with the .npy options.
 
   OPTIONS:
     --beta NUMBER              Inverse temperature of the implicit reward,
-                               finite and non-negative (dimensionless).
-                               Default: 0.1.
+                               a finite, non-negative decimal number
+                               (dimensionless). Default: 0.1.
     --weights FILE             Per-pair weights, finite and non-negative
                                with a positive sum. 0 masks a pair, and the
                                loss and metrics become weighted means. A
                                name ending in .npy is read as a 1-D float64
                                or float32 .npy array. Any other file is
-                               text with one weight per line (a one-column
-                               CSV or TSV): blank lines are skipped, and a
-                               first line that is not a number is a header.
+                               text with one decimal weight per line (a
+                               one-column CSV or TSV): blank lines are
+                               skipped, and a first line that starts with
+                               a letter, other than the words nan, inf and
+                               infinity, is a header.
                                Default: every pair has weight 1.
     --strategy NAME            How delta is formed: fused (one SIMD pass)
                                or blas (OpenBLAS dcopy and daxpy). Both
@@ -75,7 +81,14 @@ let helpText = """
                                losses.npy, chosen_rewards.npy,
                                rejected_rewards.npy, grad_policy_chosen.npy
                                and grad_policy_rejected.npy. Files of those
-                               names are replaced. Default: not written.
+                               names are replaced: all five are written to
+                               temporary files first and renamed into place
+                               only after every write succeeded, so a
+                               failed write leaves earlier results
+                               unchanged. If a rename fails midway, the
+                               files renamed before it have the new results
+                               and the rest the old, and the error lists
+                               the renamed files. Default: not written.
                                  losses                unweighted loss
                                                        softplus(-beta*delta)
                                  chosen_rewards        beta * (pc - rc)

@@ -58,13 +58,16 @@ enum PerExampleDestination: Equatable {
 
   /// Writes the per-pair results, replacing files of the same names.
   ///
-  /// Each file is written to a temporary file and renamed into place. If a
-  /// write fails, the files already written by this call are removed, and
-  /// so are the directories it created, so the destination never mixes two
-  /// runs.
+  /// A table is written to a temporary file and renamed into place. In a
+  /// directory, all five `.npy` files are first written to temporary files,
+  /// and only when every write has succeeded are they renamed into place.
+  /// If a write fails, or a destination is a directory, only the temporary
+  /// files are removed, with the directories this call created, so files
+  /// from an earlier run stay unchanged.
   ///
-  /// NOTE: A failure after the first rename leaves no file of that name,
-  /// even if an earlier run had written one.
+  /// NOTE: `rename(2)` replaces one file at a time. If a rename after the
+  /// first fails, the files renamed before it hold this run's results and
+  /// the others the earlier run's, and the error lists the renamed files.
   ///
   /// - Precondition: `outputs` contains losses, policy gradients and
   ///   rewards.
@@ -99,23 +102,23 @@ enum PerExampleDestination: Equatable {
     into directory: String
   ) throws(CommandError) {
     let createdDirectories = try createDirectory(directory)
-    var writtenPaths: [String] = []
-    for (name, values) in zip(Self.resultNames, results) {
-      let path =
-        directory.hasSuffix("/")
-        ? "\(directory)\(name).npy" : "\(directory)/\(name).npy"
-      do throws(FileWriteError) {
-        try NumPyArray.write(values, to: path)
-        writtenPaths.append(path)
-      } catch {
-        for written in writtenPaths {
-          unlink(written)
-        }
-        for created in createdDirectories.reversed() {
-          rmdir(created)
-        }
-        throw .data(error.description)
+    let files = StagedFiles()
+    do throws(FileWriteError) {
+      for (name, values) in zip(Self.resultNames, results) {
+        let path =
+          directory.hasSuffix("/")
+          ? "\(directory)\(name).npy" : "\(directory)/\(name).npy"
+        try files.writeNumPyArray(values, to: path)
       }
+      try files.commit()
+    } catch {
+      files.discard()
+      // rmdir(2) removes only empty directories, so a directory that
+      // contains files renamed before a failed rename stays.
+      for created in createdDirectories.reversed() {
+        rmdir(created)
+      }
+      throw .data(error.description)
     }
   }
 }

@@ -1,6 +1,7 @@
 // DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
 // SPDX-License-Identifier: Apache-2.0
 
+import DPOLoss
 import DPOLossFiles
 import Glibc
 
@@ -10,19 +11,26 @@ import Glibc
 /// A path that ends in `.npy`, in any capitalization, is read as a 1-D
 /// float64 or float32 `.npy` array. Any other file is read as UTF-8 text
 /// with one column (a one-column CSV or TSV file): one weight per line, in
-/// the order of the pairs. Blank lines are skipped. If the first non-blank
-/// line is not a number, it is a header and is skipped too. A line with a
-/// comma, or a tab in a file whose name ends in `.tsv`, has more than one
-/// field and is rejected. Spaces around a value and one pair of double
-/// quotes are ignored.
+/// the order of the pairs. Blank lines are skipped. The first non-blank
+/// line is a header, and is skipped too, if its first character after
+/// spaces and an opening double quote is a letter and the line is not one
+/// of the words nan, inf and infinity, or if it starts with a double quote
+/// that is never closed. So a typo such as `1_0` on the first line is
+/// reported as an invalid number rather than taken as a header. A
+/// line with a comma, or a tab in a file whose name ends in `.tsv`, has
+/// more than one field and is rejected. Spaces around a value and one pair
+/// of double quotes are ignored. Values are parsed by
+/// `parseDecimalNumber(_:)`, as table cells are, so hexadecimal floats and
+/// finite text that overflows a double, such as `1e400`, are rejected.
 ///
 /// - Parameters:
 ///   - path: The weights file.
 ///   - pairCount: The number of preference pairs in the batch.
 /// - Throws: A `CommandError` of kind `.data` if the file cannot be read,
-///   a value is not a number, is negative, NaN or infinite, the count
-///   differs from `pairCount`, or every weight is 0. Text errors give the
-///   line number and `.npy` errors the 0-based index.
+///   a value is not a decimal number, is negative, NaN or infinite, the
+///   count differs from `pairCount`, every weight is 0, or the weights sum
+///   to infinity. Text errors give the line number and `.npy` errors the
+///   0-based index.
 func loadWeights(
   _ path: String,
   pairCount: Int
@@ -54,7 +62,30 @@ func loadWeights(
         + "at least one pair a positive weight."
     )
   }
+  try checkWeightSum(weights)
   return weights
+}
+
+/// Rejects finite weights whose sum overflows, which the kernel would
+/// reject with `DPOLossError.weightSumOverflow`. The sum is compensated and
+/// taken in order, as the kernel's own weight check takes it.
+private func checkWeightSum(_ weights: InputArray) throws(CommandError) {
+  let (sum, largest) = weights.withSpan { values in
+    var sum = CompensatedSum()
+    var largest = 0.0
+    for index in 0..<values.count {
+      sum.add(values[index])
+      largest = max(largest, values[index])
+    }
+    return (sum.value, largest)
+  }
+  guard sum.isFinite else {
+    throw .data(
+      "\(weights.path): the weights sum to infinity in double precision "
+        + "(the largest is \(largest)). Scale them down, because only their "
+        + "ratios change the loss and metrics."
+    )
+  }
 }
 
 /// Rejects a weight that is NaN, infinite or negative. `location` is the
@@ -115,25 +146,67 @@ private func parseWeightsText(_ path: String) throws(CommandError)
       )
     }
     let text = trimField(line)
-    let weight = Double(text)
-    if isFirstNonBlankLine && weight == nil {
-      // A header line such as "weight".
+    if isFirstNonBlankLine && isHeader(text) {
       isFirstNonBlankLine = false
       continue
     }
     isFirstNonBlankLine = false
 
-    guard let weight else {
-      let cellDescription = text.isEmpty ? "an empty field" : "'\(text)'"
-      throw .data(
-        "\(path):\(lineNumber): \(cellDescription) is not a number. Write one "
-          + "decimal weight per line, or 0 to mask a pair."
-      )
-    }
+    let weight = try parseWeight(text, lineNumber: lineNumber, path)
     try checkWeight(weight, text: text, at: "line \(lineNumber)", path)
     weights.append(weight)
   }
   return weights
+}
+
+/// Returns whether `field`, the trimmed first non-blank line, is a header
+/// such as `weight`. A header starts with a letter and is not one of the
+/// words nan, inf and infinity, which are numbers. It may also start with
+/// a double quote that `trimField` left because it has no closing quote.
+private func isHeader(_ field: String) -> Bool {
+  guard let first = field.first else {
+    return false
+  }
+  if first == "\"" {
+    return true
+  }
+  return first.isLetter
+    && !["nan", "inf", "infinity"].contains(field.lowercased())
+}
+
+/// Parses one trimmed weight, or throws an error that names the line.
+private func parseWeight(
+  _ text: String,
+  lineNumber: Int,
+  _ path: String
+) throws(CommandError) -> Double {
+  let location = "\(path):\(lineNumber)"
+  do throws(NumberTextError) {
+    return try parseDecimalNumber(text)
+  } catch .hexadecimal {
+    throw .data(
+      "\(location): '\(text)' is a hexadecimal float. Write the weight in "
+        + "decimal notation" + decimalEquivalent(of: text) + "."
+    )
+  } catch .outOfRange {
+    throw .data(
+      "\(location): '\(shortened(text))' is outside the range of a double "
+        + "(largest magnitude \(Double.greatestFiniteMagnitude)). Weights "
+        + "must be finite. Scale them down, because only their ratios "
+        + "change the loss and metrics."
+    )
+  } catch {
+    let cellDescription = text.isEmpty ? "an empty field" : "'\(text)'"
+    throw .data(
+      "\(location): \(cellDescription) is not a number. Write one decimal "
+        + "weight per line, or 0 to mask a pair."
+    )
+  }
+}
+
+/// Returns `text` cut to 40 characters, so a long number stays readable.
+private func shortened(_ text: String) -> String {
+  text.count <= 40 ? text : text.prefix(37) + "..."
 }
 
 /// Removes spaces and tabs around `field`, then one pair of double quotes.

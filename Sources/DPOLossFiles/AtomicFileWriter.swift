@@ -6,21 +6,32 @@ import Glibc
 /// A buffered writer that fills a temporary file next to the destination
 /// and renames it into place on `commit()`.
 ///
-/// Until `commit()` succeeds, nothing appears at the destination path. If the
-/// writer is destroyed without a successful commit, or a write fails, the
-/// temporary file is removed. `rename(2)` replaces an existing file in one
-/// step, so readers see either the old file or the complete new one.
+/// Until `commit()` or `moveIntoPlace()` succeeds, nothing appears at the
+/// destination path. If the writer is destroyed before that, or a write
+/// fails, the temporary file is removed. `rename(2)` replaces an existing
+/// file in one step, so readers see either the old file or the complete new
+/// one.
 ///
 /// NOTE: A process killed during the write leaves the hidden temporary
 /// file, named `.<name>.<random hex>.tmp`, in the directory.
 final class AtomicFileWriter {
+  /// The stages of the temporary file.
+  private enum State {
+    /// The file is open for writing.
+    case open
+    /// The file is complete, flushed and closed, but not yet renamed.
+    case closed
+    /// The file was renamed to the destination or removed.
+    case done
+  }
+
   /// The destination path.
   let path: String
 
   private let temporaryPath: String
   private let descriptor: Int32
   private var buffer: [UInt8] = []
-  private var isFinished = false
+  private var state = State.open
 
   /// Pending bytes are written once the buffer reaches this size.
   private static let bufferCapacity = 1 << 20
@@ -61,10 +72,7 @@ final class AtomicFileWriter {
   }
 
   deinit {
-    if !isFinished {
-      close(descriptor)
-      unlink(temporaryPath)
-    }
+    discardTemporaryFile()
   }
 
   /// Appends one byte.
@@ -110,24 +118,40 @@ final class AtomicFileWriter {
   /// Writes the pending bytes, flushes them to storage with `fsync(2)`, and
   /// renames the temporary file to the destination path.
   func commit() throws(FileWriteError) {
+    try finish()
+    try moveIntoPlace()
+  }
+
+  /// Writes the pending bytes, flushes them to storage with `fsync(2)` and
+  /// closes the temporary file, which stays until `moveIntoPlace()` or the
+  /// end of the writer.
+  func finish() throws(FileWriteError) {
     try flush()
     if fsync(descriptor) != 0 {
       let reason = errnoDescription(errno)
       discardTemporaryFile()
       throw .writeFailed(path: path, reason: "fsync failed: \(reason)")
     }
+    state = .closed
     if close(descriptor) != 0 {
       let reason = errnoDescription(errno)
-      isFinished = true
-      unlink(temporaryPath)
+      discardTemporaryFile()
       throw .writeFailed(path: path, reason: "close failed: \(reason)")
     }
-    isFinished = true
+  }
+
+  /// Renames the finished temporary file to the destination path, and
+  /// removes it if the rename fails.
+  ///
+  /// - Precondition: `finish()` succeeded and this is the first call.
+  func moveIntoPlace() throws(FileWriteError) {
+    precondition(state == .closed, "moveIntoPlace before finish or twice")
     if rename(temporaryPath, path) != 0 {
       let reason = errnoDescription(errno)
-      unlink(temporaryPath)
+      discardTemporaryFile()
       throw .renameFailed(path: path, reason: reason)
     }
+    state = .done
   }
 
   private func flush() throws(FileWriteError) {
@@ -145,7 +169,7 @@ final class AtomicFileWriter {
   private func writeFully(_ bytes: UnsafeRawBufferPointer)
     throws(FileWriteError)
   {
-    precondition(!isFinished, "write after commit or after a failed write")
+    precondition(state == .open, "write after finish or a failed write")
     var offset = 0
     while offset < bytes.count {
       let result = Glibc.write(
@@ -165,11 +189,18 @@ final class AtomicFileWriter {
     }
   }
 
-  private func discardTemporaryFile() {
-    if !isFinished {
-      isFinished = true
+  /// Closes the temporary file if it is open and removes it, unless it was
+  /// renamed or removed already.
+  func discardTemporaryFile() {
+    switch state {
+    case .open:
       close(descriptor)
       unlink(temporaryPath)
+    case .closed:
+      unlink(temporaryPath)
+    case .done:
+      break
     }
+    state = .done
   }
 }

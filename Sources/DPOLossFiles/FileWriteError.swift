@@ -1,8 +1,9 @@
 // DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
 // SPDX-License-Identifier: Apache-2.0
 
-/// An error that `NumPyArray.write(_:to:)` or `CSVFile.write(columns:to:)`
-/// throws. Nothing is created at the destination path when one is thrown.
+/// An error that `NumPyArray.write(_:to:)`, `CSVFile.write(columns:to:)`
+/// or `StagedFiles` throws. Nothing is created at the destination path when
+/// one is thrown, except after `.incompleteCommit`.
 public enum FileWriteError: Error, Equatable, Sendable,
   CustomStringConvertible
 {
@@ -17,6 +18,11 @@ public enum FileWriteError: Error, Equatable, Sendable,
   /// Renaming the finished temporary file to the destination failed, for
   /// example because the destination is a directory.
   case renameFailed(path: String, reason: String)
+
+  /// A `StagedFiles` commit renamed `renamedPaths` into place, and then
+  /// renaming the file for `path` failed. Those files have the new
+  /// contents, and `path` and the files after it keep the old ones.
+  case incompleteCommit(path: String, reason: String, renamedPaths: [String])
 
   /// The table to write has no columns.
   case noColumns(path: String)
@@ -39,7 +45,8 @@ public enum FileWriteError: Error, Equatable, Sendable,
   public var path: String {
     switch self {
     case .createFailed(let path, _), .writeFailed(let path, _),
-      .renameFailed(let path, _), .noColumns(let path),
+      .renameFailed(let path, _), .incompleteCommit(let path, _, _),
+      .noColumns(let path),
       .invalidColumnName(let path, _, _), .duplicateColumnName(let path, _),
       .columnLengthMismatch(let path, _, _, _):
       return path
@@ -58,6 +65,12 @@ public enum FileWriteError: Error, Equatable, Sendable,
     case .renameFailed(let path, let reason):
       return "\(path): cannot replace the destination with the finished "
         + "file (\(reason)). Check that the path is not a directory."
+    case .incompleteCommit(let path, let reason, let renamedPaths):
+      let renamed = renamedPaths.joined(separator: ", ")
+      return "\(path): cannot replace the destination with the finished "
+        + "file (\(reason)), after \(renamed) had been replaced. Those "
+        + "files have the new contents and the others the old ones, so "
+        + "fix the problem and write all of them again."
     case .noColumns(let path):
       return "\(path): the table to write has no columns. Pass at least "
         + "one named column."

@@ -45,12 +45,13 @@ enum LogProbColumn: Int, CaseIterable {
 /// The policy and reference log-probs of a batch of preference pairs, read
 /// from a CSV or TSV file.
 ///
-/// The first non-blank line is a header that names the columns
+/// The first non-blank record is a header that names the columns
 /// `policy_chosen`, `policy_rejected`, `reference_chosen` and
 /// `reference_rejected`, or TRL's `chosen_logps`, `rejected_logps`,
 /// `ref_chosen_logps` and `ref_rejected_logps`, in any order. Other columns
 /// are ignored, but every row must have as many fields as the header. Each
-/// following line is one preference pair.
+/// following record is one preference pair. A record is one line, or more
+/// when a quoted field contains line breaks.
 public struct LogProbTable: Equatable, Sendable {
   /// The policy model's log-probs of the chosen completions.
   public let policyChosen: [Double]
@@ -71,17 +72,21 @@ public struct LogProbTable: Equatable, Sendable {
 
   /// Reads the four log-prob columns of a CSV or TSV file.
   ///
-  /// Fields are separated by tabs if the path ends in `.tsv` or the header
-  /// line contains a tab, and by commas otherwise. Spaces around a field,
-  /// and tabs too in a comma-separated file, are ignored, as are one pair
-  /// of double quotes around it, a UTF-8 byte order mark, CRLF line ends,
-  /// and lines that contain only whitespace. Cells are parsed as decimal
-  /// floating-point numbers with `strtod(3)` in the C locale. The words
-  /// `nan`, `inf` and `infinity`, with any capitalization and an optional
-  /// sign, are NaN and infinities. Hexadecimal floats are rejected.
+  /// Fields are separated by tabs if the path ends in `.tsv` or the first
+  /// line of the header contains a tab, and by commas otherwise. Spaces
+  /// around a field, and tabs too in a comma-separated file, are ignored,
+  /// as are a UTF-8 byte order mark, CRLF line ends, and lines that contain
+  /// only whitespace. As in RFC 4180, a field may be enclosed in double
+  /// quotes, and a quoted field may contain the delimiter, line breaks and
+  /// doubled quotes, each of which stands for one quote. Such exports come
+  /// from pandas' `to_csv` and Python's `csv` module for text columns. Line
+  /// numbers in errors count physical lines.
   ///
-  /// NOTE: A quoted field that contains the delimiter is split at it,
-  /// because quotes are only stripped from whole fields.
+  /// Cells are parsed by `parseDecimalNumber(_:)`: decimal numbers, read
+  /// with `strtod(3)` in the C locale, and the words `nan`, `inf` and
+  /// `infinity` with any capitalization and an optional sign. Hexadecimal
+  /// floats are rejected, and so is finite text whose value rounds to
+  /// infinity. Text that underflows becomes 0 or a subnormal.
   ///
   /// - Parameter path: The path of the CSV or TSV file.
   /// - Throws: A `LogProbTableError`:
@@ -94,8 +99,14 @@ public struct LogProbTable: Equatable, Sendable {
   ///     column.
   ///   - `.raggedRow` for a row whose field count differs from the
   ///     header's.
+  ///   - `.unterminatedQuote` for a quoted field without a closing quote.
+  ///   - `.textAfterClosingQuote` for a quoted field followed by more than
+  ///     spaces before the next delimiter or line end.
   ///   - `.invalidNumber` for an empty or non-numeric cell in a log-prob
   ///     column.
+  ///   - `.hexadecimalNumber` for a hexadecimal float in a log-prob column.
+  ///   - `.numberOutOfRange` for finite text in a log-prob column whose
+  ///     magnitude is too large for a `Double`, such as `1e400`.
   ///   - `.noDataRows` if no row follows the header.
   /// - Complexity: O(b) time, where b is the file size in bytes. The whole
   ///   file is read into memory, and the four columns take 32 bytes per

@@ -34,7 +34,36 @@ public enum LogProbTableError: Error, Equatable, Sendable,
     text: String
   )
 
-  /// A data row has a different number of fields than the header.
+  /// A cell of a log-prob column is a hexadecimal float such as `0x1p3`.
+  case hexadecimalNumber(
+    path: String,
+    line: Int,
+    column: Int,
+    columnName: String,
+    text: String
+  )
+
+  /// A cell of a log-prob column is a finite decimal number, such as
+  /// `1e400`, whose magnitude is too large for a `Double`.
+  case numberOutOfRange(
+    path: String,
+    line: Int,
+    column: Int,
+    columnName: String,
+    text: String
+  )
+
+  /// A field that starts with a double quote has no closing quote before
+  /// the end of the file. `line` is the line where the field starts.
+  case unterminatedQuote(path: String, line: Int, column: Int)
+
+  /// A quoted field's closing quote is followed by more than spaces before
+  /// the next delimiter or line end. `line` is the line of the closing
+  /// quote.
+  case textAfterClosingQuote(path: String, line: Int, column: Int)
+
+  /// A data row has a different number of fields than the header. `line` is
+  /// the line where the row starts.
   case raggedRow(path: String, line: Int, expectedFields: Int, foundFields: Int)
 
   /// The file has a header but no data rows.
@@ -46,7 +75,11 @@ public enum LogProbTableError: Error, Equatable, Sendable,
     case .notFound(let path), .unreadable(let path, _),
       .missingHeader(let path), .missingColumns(let path, _, _),
       .duplicateColumn(let path, _, _), .invalidNumber(let path, _, _, _, _),
-      .raggedRow(let path, _, _, _), .noDataRows(let path):
+      .hexadecimalNumber(let path, _, _, _, _),
+      .numberOutOfRange(let path, _, _, _, _),
+      .unterminatedQuote(let path, _, _),
+      .textAfterClosingQuote(let path, _, _), .raggedRow(let path, _, _, _),
+      .noDataRows(let path):
       return path
     }
   }
@@ -87,6 +120,25 @@ public enum LogProbTableError: Error, Equatable, Sendable,
       }
       return "\(location) contains '\(shorten(text))', which is not a "
         + "number. Use a decimal number, nan, inf or -inf."
+    case .hexadecimalNumber(let path, let line, let column, let name, let text):
+      let location = "\(path):\(line): column \(column) ('\(name)')"
+      return "\(location) contains the hexadecimal float "
+        + "'\(shorten(text))'. Write it in decimal notation"
+        + decimalExample(of: text) + "."
+    case .numberOutOfRange(let path, let line, let column, let name, let text):
+      let location = "\(path):\(line): column \(column) ('\(name)')"
+      return "\(location) contains '\(shorten(text))', which is outside the "
+        + "range of a double (largest magnitude "
+        + "\(Double.greatestFiniteMagnitude)). Check the value, or write "
+        + "inf or -inf for an infinite log-prob."
+    case .unterminatedQuote(let path, let line, let column):
+      return "\(path):\(line): column \(column) starts with a double quote "
+        + "that is never closed. Close the quoted field, and write each "
+        + "quote inside it as two quotes (\"\")."
+    case .textAfterClosingQuote(let path, let line, let column):
+      return "\(path):\(line): column \(column) has text after the closing "
+        + "double quote of a quoted field. Quote the whole field, and write "
+        + "each quote inside it as two quotes (\"\")."
     case .raggedRow(let path, let line, let expected, let found):
       return "\(path):\(line): the row has \(found) fields but the header "
         + "has \(expected). Check for a missing or extra delimiter."
@@ -113,6 +165,15 @@ private let standardColumnList = LogProbColumn.allCases
 
 private let trlColumnList = LogProbColumn.allCases
   .map { "'\($0.trlName)'" }.joined(separator: ", ")
+
+/// Returns " (0x1p3 is 8.0)" for hexadecimal float text, or an empty
+/// string if Swift's `Double(_:)` cannot read it as a finite value.
+private func decimalExample(of text: String) -> String {
+  guard let value = Double(text), value.isFinite else {
+    return ""
+  }
+  return " (\(shorten(text)) is \(value))"
+}
 
 /// Returns `text` cut to 40 characters, so a long line stays readable.
 private func shorten(_ text: String) -> String {

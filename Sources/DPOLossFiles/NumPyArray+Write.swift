@@ -25,6 +25,16 @@ extension NumPyArray {
     to path: String
   ) throws(FileWriteError) {
     let writer = try AtomicFileWriter(path: path)
+    try appendFile(values, to: writer)
+    try writer.commit()
+  }
+
+  /// Appends the header and the little-endian data of a 1-D float64 `.npy`
+  /// file that contains `values`.
+  static func appendFile(
+    _ values: Span<Double>,
+    to writer: AtomicFileWriter
+  ) throws(FileWriteError) {
     try writer.append(npyHeader(count: values.count))
 
     // Convert in chunks so that the file is little-endian on any host.
@@ -46,7 +56,6 @@ extension NumPyArray {
       try writer.append(bytes)
       start = end
     }
-    try writer.commit()
   }
 
   /// Writes `values` as a 1-D float64 `.npy` file, as

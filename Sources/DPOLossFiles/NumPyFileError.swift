@@ -70,8 +70,9 @@ public enum NumPyFileError: Error, Equatable, Sendable,
         + "again with numpy.save(path, arr)."
     case .unsupportedDType(let path, let descr):
       let (words, fix) = describeDType(descr: descr)
-      return "\(path): unsupported dtype \(descr) (\(words)). Only "
-        + "little-endian float64 and float32 are supported. \(fix)"
+      return "\(path): unsupported dtype \(descr) (\(words)). Only '<f8' "
+        + "(little-endian float64) and '<f4' (little-endian float32) are "
+        + "supported. \(fix)"
     case .notOneDimensional(let path, let shape):
       if shape.isEmpty {
         return "\(path): the array is a 0-d scalar (shape ()), but a 1-D "
@@ -114,6 +115,9 @@ func formatShape(_ shape: [Int]) -> String {
 /// Returns a dtype descriptor in words, such as "64-bit integer" for
 /// `'<i8'`, and the NumPy call that converts such an array to float64.
 ///
+/// A descriptor string that is not a NumPy type string, such as the dtype
+/// name `'float64'`, is described as "not a NumPy type string".
+///
 /// - Parameter descr: The descriptor as Python prints it, with quotes, or a
 ///   list for a structured dtype.
 func describeDType(descr: String) -> (words: String, fix: String) {
@@ -124,32 +128,25 @@ func describeDType(descr: String) -> (words: String, fix: String) {
       "Save one field, for example arr['name'].astype('<f8')."
     )
   }
+  guard let typeString = TypeString(quoted: descr) else {
+    return (
+      "not a NumPy type string",
+      "Save the array again with numpy.save(path, arr.astype('<f8'))."
+    )
+  }
 
-  // A descriptor string is a byte-order character, a kind character and an
-  // item size, as in '<f8', '|b1' or '<U10'.
-  var text = Substring(descr)
-  if text.hasPrefix("'") && text.hasSuffix("'") && text.count >= 2 {
-    text = text.dropFirst().dropLast()
-  }
-  var byteOrder: Character = "|"
-  if let first = text.first, "<>|=".contains(first) {
-    byteOrder = first
-    text = text.dropFirst()
-  }
-  guard let kind = text.first else {
-    return ("an empty descriptor", convert)
-  }
-  let size = Int(text.dropFirst())
-  let bits = size.map { String($0 * 8) } ?? "?"
-
+  let kind = typeString.kind
+  let size = typeString.itemSize
+  let bitsPrefix = typeString.bitCount.map { "\($0)-bit " } ?? ""
+  let bits = typeString.bitCount.map(String.init) ?? ""
   let words: String
   switch kind {
   case "f":
     words = size == 2 ? "float16" : "float\(bits)"
   case "i":
-    words = "\(bits)-bit integer"
+    words = "\(bitsPrefix)integer"
   case "u":
-    words = "\(bits)-bit unsigned integer"
+    words = "\(bitsPrefix)unsigned integer"
   case "b", "?":
     words = "bool"
   case "c":
@@ -164,13 +161,12 @@ func describeDType(descr: String) -> (words: String, fix: String) {
     words = "raw bytes (void)"
   case "M":
     words = "datetime64"
-  case "m":
-    words = "timedelta64"
   default:
-    words = "unknown kind '\(kind)'"
+    // TypeString accepts no other kind than m.
+    words = "timedelta64"
   }
 
-  if byteOrder == ">" {
+  if typeString.byteOrder == ">" {
     if kind == "f", let size, size == 4 || size == 8 {
       // A big-endian float needs only a byte swap, so keep its precision.
       return (
@@ -184,4 +180,67 @@ func describeDType(descr: String) -> (words: String, fix: String) {
     return (words, "Keep the real part with arr.real.astype('<f8').")
   }
   return (words, convert)
+}
+
+/// The parts of a NumPy type string such as `'<f8'`: an optional byte
+/// order, a kind character and an item size in bytes, and for datetime64
+/// and timedelta64 an optional unit in brackets, as in `'<M8[ns]'`.
+private struct TypeString {
+  var byteOrder: Unicode.Scalar?
+  var kind: Unicode.Scalar
+  /// The item size in bytes, or `nil` if the string gives none.
+  var itemSize: Int?
+
+  /// The item size in bits, or `nil` if it is not given or too large.
+  var bitCount: Int? {
+    guard let itemSize else {
+      return nil
+    }
+    let (bits, overflow) = itemSize.multipliedReportingOverflow(by: 8)
+    return overflow ? nil : bits
+  }
+
+  /// Parses `quoted`, a Python string literal as
+  /// `PythonLiteral.pythonRepresentation` prints it, or returns `nil` if
+  /// its content is not a type string.
+  init?(quoted: String) {
+    var scalars = Substring(quoted).unicodeScalars
+    guard scalars.count >= 2, scalars.first == "'", scalars.last == "'"
+    else {
+      return nil
+    }
+    scalars = scalars.dropFirst().dropLast()
+
+    if let first = scalars.first, "<>|=".unicodeScalars.contains(first) {
+      byteOrder = first
+      scalars = scalars.dropFirst()
+    }
+    guard let kind = scalars.first,
+      "fiubc?OSaUVMm".unicodeScalars.contains(kind)
+    else {
+      return nil
+    }
+    self.kind = kind
+    scalars = scalars.dropFirst()
+
+    let digits = scalars.prefix { ("0"..."9").contains($0) }
+    itemSize = digits.isEmpty ? nil : Int(String(digits))
+    scalars = scalars.dropFirst(digits.count)
+    if kind == "M" || kind == "m", scalars.first == "[",
+      scalars.last == "]", scalars.count > 2
+    {
+      // A unit such as ns, D or 10ms.
+      let unit = scalars.dropFirst().dropLast()
+      let isUnit = unit.allSatisfy { scalar in
+        scalar.isASCII
+          && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar))
+      }
+      if isUnit {
+        scalars = scalars.dropFirst(scalars.count)
+      }
+    }
+    guard scalars.isEmpty else {
+      return nil
+    }
+  }
 }

@@ -14,8 +14,7 @@ indirect enum PythonLiteral {
   var pythonRepresentation: String {
     switch self {
     case .string(let text):
-      let escaped = text.replacingBackslashesAndQuotes()
-      return "'\(escaped)'"
+      return "'\(text.escapedForPythonLiteral())'"
     case .integer(let value):
       return String(value)
     case .boolean(let value):
@@ -33,13 +32,27 @@ indirect enum PythonLiteral {
 }
 
 extension String {
-  fileprivate func replacingBackslashesAndQuotes() -> String {
+  /// Returns the text with backslashes, single quotes and control
+  /// characters escaped as in Python's `repr()`, so that a message shows
+  /// every character of a header string.
+  fileprivate func escapedForPythonLiteral() -> String {
     var result = ""
-    for character in self {
-      if character == "\\" || character == "'" {
-        result.append("\\")
+    for scalar in unicodeScalars {
+      switch scalar {
+      case "\\", "'":
+        result += "\\\(scalar)"
+      case "\t":
+        result += "\\t"
+      case "\n":
+        result += "\\n"
+      case "\r":
+        result += "\\r"
+      case "\u{00}"..."\u{1F}", "\u{7F}"..."\u{9F}":
+        let hex = String(scalar.value, radix: 16)
+        result += "\\x" + (hex.count == 1 ? "0" : "") + hex
+      default:
+        result.unicodeScalars.append(scalar)
       }
-      result.append(character)
     }
     return result
   }

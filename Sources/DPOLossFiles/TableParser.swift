@@ -1,22 +1,49 @@
 // DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
 // SPDX-License-Identifier: Apache-2.0
 
-import Glibc
-
 /// A byte-level parser for the CSV and TSV files that `LogProbTable` reads.
+///
+/// Fields follow RFC 4180. A field that starts with a double quote, after
+/// optional padding, ends at the next double quote that is not doubled,
+/// and may contain the delimiter, line breaks and doubled quotes (`""` is
+/// one quote). Line numbers count physical lines, so a line break inside a
+/// quoted field moves later rows to later lines.
 ///
 /// The text must be followed in memory by a zero byte, because `strtod(3)`
 /// reads until a byte that cannot continue a number.
 struct TableParser {
+  /// One field of a record.
+  private struct Field {
+    /// The field's bytes without padding and enclosing quotes. A doubled
+    /// quote inside a quoted field is still two bytes here.
+    var content: Range<Int>
+
+    /// Whether `content` contains doubled quotes that stand for one quote.
+    var hasDoubledQuotes: Bool
+
+    /// The line where the field starts.
+    var line: Int
+
+    /// Whether a line end or the end of the text follows the field.
+    var endsRecord: Bool
+  }
+
   private let text: UnsafeRawBufferPointer
   private let path: String
   private let forcesTab: Bool
+  private var delimiter = UInt8(ascii: ",")
 
-  /// The offset of the next line to read.
-  private var lineStart = 0
+  /// The offset of the next byte to read.
+  private var position = 0
 
-  /// The 1-based number of the last line read.
-  private var lineNumber = 0
+  /// The 1-based number of the line that contains `position`.
+  private var lineNumber = 1
+
+  private static let quote = UInt8(ascii: "\"")
+  private static let lineFeed = UInt8(ascii: "\n")
+  private static let carriageReturn = UInt8(ascii: "\r")
+  private static let tab = UInt8(ascii: "\t")
+  private static let space = UInt8(ascii: " ")
 
   init(text: UnsafeRawBufferPointer, path: String, forcesTab: Bool) {
     self.text = text
@@ -29,49 +56,44 @@ struct TableParser {
   mutating func parse() throws(LogProbTableError) -> [[Double]] {
     let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
     if text.starts(with: byteOrderMark) {
-      lineStart = byteOrderMark.count
+      position = byteOrderMark.count
     }
 
-    guard let header = nextNonBlankLine() else {
+    guard skipBlankLines() else {
       throw .missingHeader(path: path)
     }
-    let tab = UInt8(ascii: "\t")
-    let delimiter =
-      forcesTab || text[header].contains(tab) ? tab : UInt8(ascii: ",")
-    let names = splitFields(header, delimiter: delimiter).map {
-      String(decoding: text[$0], as: UTF8.self)
+    if forcesTab || lineContainsTab(from: position) {
+      delimiter = Self.tab
     }
+    let names = try parseHeader()
     let columnForField = try mapColumns(names)
-
-    // The C locale guarantees '.' as the decimal separator even if the
-    // program has called setlocale(3).
-    let cLocale = newlocale(LC_NUMERIC_MASK, "C", nil)
-    let previousLocale = cLocale.map { uselocale($0) }
-    defer {
-      if let cLocale, let previousLocale {
-        uselocale(previousLocale)
-        freelocale(cLocale)
-      }
-    }
 
     var columns = [[Double]](repeating: [], count: 4)
     var row = [Double](repeating: 0, count: 4)
-    while let line = nextNonBlankLine() {
-      try parseRow(
-        line,
-        delimiter: delimiter,
-        columnForField: columnForField,
-        names: names,
-        into: &row
-      )
-      for column in 0..<4 {
-        columns[column].append(row[column])
+    try withCNumericLocale { () throws(LogProbTableError) in
+      while skipBlankLines() {
+        try parseRow(columnForField: columnForField, names: names, into: &row)
+        for column in 0..<4 {
+          columns[column].append(row[column])
+        }
       }
     }
     guard !columns[0].isEmpty else {
       throw .noDataRows(path: path)
     }
     return columns
+  }
+
+  /// Reads the header record and returns its field names.
+  private mutating func parseHeader() throws(LogProbTableError) -> [String] {
+    var names: [String] = []
+    while true {
+      let field = try nextField(column: names.count + 1)
+      names.append(fieldText(field))
+      if field.endsRecord {
+        return names
+      }
+    }
   }
 
   /// Returns the `LogProbColumn.rawValue` of each header field, or -1 for a
@@ -109,183 +131,258 @@ struct TableParser {
     return columnForField
   }
 
-  /// Parses one data row into `row`, indexed by `LogProbColumn.rawValue`.
+  /// Parses one data record into `row`, indexed by `LogProbColumn.rawValue`.
   ///
   /// A wrong field count is reported before a bad cell, because a missing
-  /// delimiter shifts every later field.
-  private func parseRow(
-    _ line: Range<Int>,
-    delimiter: UInt8,
+  /// delimiter shifts every later field. A quoting error is reported at
+  /// once, because the rest of the record cannot be split.
+  private mutating func parseRow(
     columnForField: [Int],
     names: [String],
     into row: inout [Double]
   ) throws(LogProbTableError) {
+    let recordLine = lineNumber
     var fieldCount = 0
-    var invalidField: (index: Int, range: Range<Int>)?
-    var fieldStart = line.lowerBound
+    var invalid: (field: Field, index: Int, problem: NumberTextError)?
     while true {
-      let fieldEnd = find(delimiter, in: fieldStart..<line.upperBound)
-      let field = fieldCount
-      fieldCount += 1
-      if field < columnForField.count, columnForField[field] >= 0 {
-        let range = trimField(fieldStart..<fieldEnd, delimiter: delimiter)
-        if let value = parseNumber(range) {
-          row[columnForField[field]] = value
-        } else if invalidField == nil {
-          invalidField = (field, range)
+      let field = try nextField(column: fieldCount + 1)
+      if fieldCount < columnForField.count, columnForField[fieldCount] >= 0 {
+        switch parseNumber(in: text, field: field.content) {
+        case .success(let value):
+          row[columnForField[fieldCount]] = value
+        case .failure(let problem):
+          if invalid == nil {
+            invalid = (field, fieldCount, problem)
+          }
         }
       }
-      if fieldEnd == line.upperBound {
+      fieldCount += 1
+      if field.endsRecord {
         break
       }
-      fieldStart = fieldEnd + 1
     }
 
     guard fieldCount == columnForField.count else {
       throw .raggedRow(
         path: path,
-        line: lineNumber,
+        line: recordLine,
         expectedFields: columnForField.count,
         foundFields: fieldCount
       )
     }
-    if let invalidField {
-      throw .invalidNumber(
-        path: path,
-        line: lineNumber,
-        column: invalidField.index + 1,
-        columnName: names[invalidField.index],
-        text: String(decoding: text[invalidField.range], as: UTF8.self)
+    if let invalid {
+      throw numberError(
+        invalid.problem,
+        line: invalid.field.line,
+        column: invalid.index + 1,
+        columnName: names[invalid.index],
+        text: fieldText(invalid.field)
       )
     }
   }
 
-  /// Returns the next line that contains more than spaces, tabs and
-  /// carriage returns, without its line end, and advances `lineNumber`.
-  private mutating func nextNonBlankLine() -> Range<Int>? {
-    while lineStart < text.count {
-      lineNumber += 1
-      let newline = find(UInt8(ascii: "\n"), in: lineStart..<text.count)
-      var end = newline
-      if end > lineStart && text[end - 1] == UInt8(ascii: "\r") {
-        end -= 1
-      }
-      let line = lineStart..<end
-      lineStart = newline + 1
-      if text[line].contains(where: { !isWhitespace($0) }) {
-        return line
-      }
+  private func numberError(
+    _ problem: NumberTextError,
+    line: Int,
+    column: Int,
+    columnName: String,
+    text: String
+  ) -> LogProbTableError {
+    switch problem {
+    case .notANumber:
+      .invalidNumber(
+        path: path,
+        line: line,
+        column: column,
+        columnName: columnName,
+        text: text
+      )
+    case .hexadecimal:
+      .hexadecimalNumber(
+        path: path,
+        line: line,
+        column: column,
+        columnName: columnName,
+        text: text
+      )
+    case .outOfRange:
+      .numberOutOfRange(
+        path: path,
+        line: line,
+        column: column,
+        columnName: columnName,
+        text: text
+      )
     }
-    return nil
   }
 
-  /// Returns the trimmed ranges of the fields in `line`.
-  private func splitFields(
-    _ line: Range<Int>,
-    delimiter: UInt8
-  ) -> [Range<Int>] {
-    var fields: [Range<Int>] = []
-    var fieldStart = line.lowerBound
-    while true {
-      let fieldEnd = find(delimiter, in: fieldStart..<line.upperBound)
-      fields.append(trimField(fieldStart..<fieldEnd, delimiter: delimiter))
-      if fieldEnd == line.upperBound {
-        return fields
-      }
-      fieldStart = fieldEnd + 1
+  /// Reads the field at `position` and the delimiter or line end after it.
+  /// `column` is the field's 1-based index, for error messages.
+  private mutating func nextField(
+    column: Int
+  ) throws(LogProbTableError) -> Field {
+    let startLine = lineNumber
+    skipPadding()
+    if position < text.count && text[position] == Self.quote {
+      return try nextQuotedField(column: column, startLine: startLine)
     }
-  }
 
-  /// Returns `field` without surrounding whitespace and one pair of
-  /// surrounding double quotes. Tabs count as whitespace only when they do
-  /// not separate fields.
-  private func trimField(
-    _ field: Range<Int>,
-    delimiter: UInt8
-  ) -> Range<Int> {
-    var start = field.lowerBound
-    var end = field.upperBound
-    while start < end && isPadding(text[start], delimiter: delimiter) {
-      start += 1
+    let start = position
+    while position < text.count {
+      let byte = text[position]
+      if byte == delimiter || byte == Self.lineFeed {
+        break
+      }
+      position += 1
     }
-    while end > start && isPadding(text[end - 1], delimiter: delimiter) {
+    var end = position
+    // A carriage return before the line end belongs to the line end.
+    if end > start && text[end - 1] == Self.carriageReturn
+      && (end == text.count || text[end] == Self.lineFeed)
+    {
       end -= 1
     }
-    let quote = UInt8(ascii: "\"")
-    if end - start >= 2 && text[start] == quote && text[end - 1] == quote {
-      start += 1
+    while end > start && isPadding(text[end - 1]) {
       end -= 1
     }
-    return start..<end
-  }
-
-  /// Parses a decimal number or a NaN or infinity word, or returns `nil`.
-  private func parseNumber(_ field: Range<Int>) -> Double? {
-    guard !field.isEmpty else {
-      return nil
-    }
-    var start = field.lowerBound
-    let isNegative = text[start] == UInt8(ascii: "-")
-    if isNegative || text[start] == UInt8(ascii: "+") {
-      start += 1
-    }
-    guard start < field.upperBound else {
-      return nil
-    }
-
-    let first = text[start]
-    let isLetter = (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(
-      first | 0x20
+    return Field(
+      content: start..<end,
+      hasDoubledQuotes: false,
+      line: startLine,
+      endsRecord: consumeFieldEnd()
     )
-    if isLetter {
-      let word = String(decoding: text[start..<field.upperBound], as: UTF8.self)
-      // Negation sets the sign bit of NaN too, as float('-nan') does.
-      switch word.lowercased() {
-      case "nan": return isNegative ? -.nan : .nan
-      case "inf", "infinity": return isNegative ? -.infinity : .infinity
-      default: return nil
+  }
+
+  /// Reads a quoted field whose opening quote is at `position`.
+  private mutating func nextQuotedField(
+    column: Int,
+    startLine: Int
+  ) throws(LogProbTableError) -> Field {
+    position += 1
+    let start = position
+    var hasDoubledQuotes = false
+    while true {
+      guard position < text.count else {
+        throw .unterminatedQuote(path: path, line: startLine, column: column)
+      }
+      let byte = text[position]
+      position += 1
+      if byte == Self.lineFeed {
+        lineNumber += 1
+      } else if byte == Self.quote {
+        if position < text.count && text[position] == Self.quote {
+          hasDoubledQuotes = true
+          position += 1
+        } else {
+          break
+        }
       }
     }
+    let end = position - 1
 
-    // strtod(3) also accepts leading whitespace and hexadecimal floats such
-    // as 0x1p-3, so require a digit or a point first and reject an x.
-    let isDigit = first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")
-    guard isDigit || first == UInt8(ascii: ".") else {
-      return nil
+    // Only padding, and a carriage return before a line end, may follow the
+    // closing quote.
+    skipPadding()
+    if position < text.count && text[position] == Self.carriageReturn
+      && (position + 1 == text.count || text[position + 1] == Self.lineFeed)
+    {
+      position += 1
     }
-    if text[start..<field.upperBound].contains(where: { $0 | 0x20 == 0x78 }) {
-      return nil
+    if position < text.count && text[position] != delimiter
+      && text[position] != Self.lineFeed
+    {
+      throw .textAfterClosingQuote(
+        path: path,
+        line: lineNumber,
+        column: column
+      )
     }
-
-    let base = text.baseAddress!.assumingMemoryBound(to: CChar.self)
-    var parsedEnd: UnsafeMutablePointer<CChar>?
-    let value = strtod(base + field.lowerBound, &parsedEnd)
-    guard let parsedEnd, parsedEnd == base + field.upperBound else {
-      return nil
-    }
-    return value
+    return Field(
+      content: start..<end,
+      hasDoubledQuotes: hasDoubledQuotes,
+      line: startLine,
+      endsRecord: consumeFieldEnd()
+    )
   }
 
-  /// Returns the offset of the first `byte` in `range`, or its upper bound.
-  private func find(_ byte: UInt8, in range: Range<Int>) -> Int {
-    guard !range.isEmpty else {
-      return range.upperBound
+  /// Consumes the delimiter or line feed at `position`, if any, and returns
+  /// whether the record ends there.
+  private mutating func consumeFieldEnd() -> Bool {
+    guard position < text.count else {
+      return true
     }
-    let start = text.baseAddress! + range.lowerBound
-    guard let match = memchr(start, Int32(byte), range.count) else {
-      return range.upperBound
+    let byte = text[position]
+    position += 1
+    if byte == Self.lineFeed {
+      lineNumber += 1
+      return true
     }
-    return range.lowerBound
-      + (UnsafeRawPointer(match) - UnsafeRawPointer(start))
+    return false
   }
 
-  private func isWhitespace(_ byte: UInt8) -> Bool {
-    byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t")
-      || byte == UInt8(ascii: "\r")
+  /// Returns the text of `field`, with each doubled quote made single.
+  private func fieldText(_ field: Field) -> String {
+    let bytes = text[field.content]
+    guard field.hasDoubledQuotes else {
+      return String(decoding: bytes, as: UTF8.self)
+    }
+    var unescaped: [UInt8] = []
+    unescaped.reserveCapacity(bytes.count)
+    var previousWasQuote = false
+    for byte in bytes {
+      if byte == Self.quote && previousWasQuote {
+        previousWasQuote = false
+        continue
+      }
+      previousWasQuote = byte == Self.quote
+      unescaped.append(byte)
+    }
+    return String(decoding: unescaped, as: UTF8.self)
   }
 
-  private func isPadding(_ byte: UInt8, delimiter: UInt8) -> Bool {
-    byte == UInt8(ascii: " ")
-      || (byte == UInt8(ascii: "\t") && delimiter != UInt8(ascii: "\t"))
+  /// Skips lines that contain only spaces, tabs and carriage returns, and
+  /// returns whether a record follows.
+  private mutating func skipBlankLines() -> Bool {
+    var scan = position
+    while scan < text.count {
+      let byte = text[scan]
+      if byte == Self.lineFeed {
+        lineNumber += 1
+        position = scan + 1
+      } else if byte != Self.space && byte != Self.tab
+        && byte != Self.carriageReturn
+      {
+        return true
+      }
+      scan += 1
+    }
+    position = text.count
+    return false
+  }
+
+  /// Returns whether the line that contains `offset` has a tab at or after
+  /// `offset`.
+  private func lineContainsTab(from offset: Int) -> Bool {
+    for byte in text[offset...] {
+      if byte == Self.lineFeed {
+        return false
+      }
+      if byte == Self.tab {
+        return true
+      }
+    }
+    return false
+  }
+
+  private mutating func skipPadding() {
+    while position < text.count && isPadding(text[position]) {
+      position += 1
+    }
+  }
+
+  /// Returns whether `byte` is padding around a field: a space, or a tab
+  /// when tabs do not separate fields.
+  private func isPadding(_ byte: UInt8) -> Bool {
+    byte == Self.space || (byte == Self.tab && delimiter != Self.tab)
   }
 }

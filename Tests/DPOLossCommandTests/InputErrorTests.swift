@@ -275,6 +275,50 @@ struct TableErrorTests {
     #expect(result.error.contains("no data rows"))
   }
 
+  @Test("quoted text column is read")
+  func quotedTextColumnIsRead() throws {
+    // pandas' to_csv quotes a text field that contains the delimiter, a
+    // quote or a line break.
+    let directory = try ScratchDirectory()
+    let text =
+      "prompt,policy_chosen,policy_rejected,reference_chosen,"
+      + "reference_rejected\n"
+      + "\"Say \"\"hi\"\", then\nleave\",-1,-2,-1,-2\n"
+      + "plain,-1,-2,-1,-2\n"
+
+    let (_, result) = try runTable(text, in: directory)
+
+    #expect(result.status == 0, "\(result.error)")
+    #expect(result.output.contains("pairs (n)"))
+    #expect(directory.contains("out.csv"))
+  }
+
+  @Test("overflowing table cell is located")
+  func overflowingTableCellIsLocated() throws {
+    let directory = try ScratchDirectory()
+    let text = Self.header + "-1,-2,-3,-4\n-1,-2,1e400,-4\n"
+
+    let (path, result) = try runTable(text, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains("\(path):3: column 3"))
+    #expect(result.error.contains("'1e400'"))
+    #expect(result.error.contains("outside the range of a double"))
+    #expect(!directory.contains("out.csv"))
+  }
+
+  @Test("hexadecimal table cell is rejected")
+  func hexadecimalTableCellIsRejected() throws {
+    let directory = try ScratchDirectory()
+    let text = Self.header + "-1,-0x1p1,-3,-4\n"
+
+    let (path, result) = try runTable(text, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains("\(path):2: column 2"))
+    #expect(result.error.contains("decimal notation (-0x1p1 is -2.0)."))
+  }
+
   @Test("TSV table is read")
   func tsvTableIsRead() throws {
     let directory = try ScratchDirectory()
@@ -377,6 +421,105 @@ struct WeightsErrorTests {
     #expect(result.status == 1)
     #expect(result.error.contains(path))
     #expect(result.error.contains("every weight is 0"))
+  }
+
+  @Test(
+    "overflowing text weight is located",
+    arguments: [
+      "1e400", "1.7976931348623159e308", String(repeating: "9", count: 5000),
+    ]
+  )
+  func overflowingTextWeightIsLocated(weight: String) throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.write("weight\n1\n\(weight)\n1\n", to: "w.csv")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains("\(path):3:"))
+    #expect(result.error.contains("'\(weight.prefix(37))"))
+    #expect(result.error.contains("outside the range of a double"))
+    #expect(!directory.contains("out"))
+  }
+
+  @Test("hexadecimal text weight is rejected")
+  func hexadecimalTextWeightIsRejected() throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.write("1\n0x1p-3\n1\n", to: "w.txt")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains("\(path):2:"))
+    #expect(result.error.contains("'0x1p-3' is a hexadecimal float"))
+    #expect(result.error.contains("decimal notation (0x1p-3 is 0.125)."))
+  }
+
+  @Test(
+    "numeric first line is no header",
+    arguments: [
+      ("1_0", ":1: '1_0' is not a number"), ("#1", ":1: '#1' is not a"),
+      ("-", ":1: '-' is not a"), ("_weight", ":1: '_weight' is not a"),
+      ("\"1 0\"", ":1: '1 0' is not a"),
+      ("nan", ": invalid weight nan at line 1"),
+      ("-Inf", ": invalid weight -Inf at line 1"),
+    ]
+  )
+  func numericFirstLineIsNoHeader(firstLine: String, problem: String) throws {
+    // The file has one line per pair, so skipping the first as a header
+    // would give 2 weights for 3 pairs.
+    let directory = try ScratchDirectory()
+    let path = try directory.write("\(firstLine)\n1\n1\n", to: "w.txt")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.contains(path + problem), "\(result.error)")
+  }
+
+  @Test(
+    "header first line is skipped",
+    arguments: ["weight", "\"weight\"", "  w_1", "Gewicht", "\"w", "e5"]
+  )
+  func headerFirstLineIsSkipped(firstLine: String) throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.write("\(firstLine)\n1\n2\n1\n", to: "w.txt")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 0, "\(result.error)")
+  }
+
+  @Test("quoted first weight is read")
+  func quotedFirstWeightIsRead() throws {
+    let directory = try ScratchDirectory()
+    let path = try directory.write("\"2\"\n\"1\"\n1\n", to: "w.csv")
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 0, "\(result.error)")
+  }
+
+  @Test(
+    "weight sum overflow names file",
+    arguments: ["w.npy", "w.csv"]
+  )
+  func weightSumOverflowNamesFile(name: String) throws {
+    // Each weight is finite, but 1e308 + 1e308 overflows.
+    let directory = try ScratchDirectory()
+    let weights = [1e308, 1e308, 1]
+    let path =
+      name.hasSuffix(".npy")
+      ? try directory.writeNumPy(weights, to: name)
+      : try directory.write("1e308\n1e308\n1\n", to: name)
+
+    let result = try runWithWeights(path, in: directory)
+
+    #expect(result.status == 1)
+    #expect(result.error.hasPrefix("dpo-loss: error: \(path): "))
+    #expect(result.error.contains("sum to infinity"))
+    #expect(result.error.contains("the largest is 1e+308"))
+    #expect(!directory.contains("out"))
   }
 
   @Test("missing weights file is reported")

@@ -319,4 +319,83 @@ struct PerExampleOutputTests {
     #expect(try readNumPy("\(out)/losses.npy").count == batch.count)
     #expect(directory.contains("out/notes.txt"))
   }
+
+  @Test("failed write keeps old outputs")
+  func failedWriteKeepsOldOutputs() throws {
+    // The last of the five files cannot replace a directory, so the run
+    // fails after writing the other four.
+    let directory = try ScratchDirectory()
+    let inputs = try batch.writeNumPy(in: directory)
+    let out = directory.file("out")
+    let blocked = "\(out)/grad_policy_rejected.npy"
+    try FileManager.default.createDirectory(
+      atPath: blocked,
+      withIntermediateDirectories: true
+    )
+    try directory.writeNumPy([1, 2, 3, 4, 5], to: "out/losses.npy")
+    try directory.writeNumPy([6, 7], to: "out/chosen_rewards.npy")
+
+    let result = runInProcess(inputs + ["--per-example", out])
+    let entries = try FileManager.default.contentsOfDirectory(atPath: out)
+
+    #expect(result.status == 1)
+    #expect(result.output.isEmpty)
+    #expect(result.error.contains(blocked), "\(result.error)")
+    #expect(result.error.contains("directory"), "\(result.error)")
+    #expect(try readNumPy("\(out)/losses.npy") == [1, 2, 3, 4, 5])
+    #expect(try readNumPy("\(out)/chosen_rewards.npy") == [6, 7])
+    #expect(
+      Set(entries)
+        == ["losses.npy", "chosen_rewards.npy", "grad_policy_rejected.npy"],
+      "temporary files left: \(entries)"
+    )
+  }
+
+  @Test("tiny weights give finite gradients")
+  func tinyWeightsGiveFiniteGradients() throws {
+    // The weights sum to 2e-320, a subnormal: 1 / 2e-320 overflows, so
+    // w_i / W must not be formed as w_i * (1 / W).
+    let directory = try ScratchDirectory()
+    let inputs = try batch.writeNumPy(in: directory)
+    let weights = try directory.writeNumPy([1e-320, 1e-320, 0], to: "w.npy")
+    let out = directory.file("pairs.csv")
+
+    let result = runInProcess(
+      inputs + ["--weights", weights, "--per-example", out]
+    )
+    let rows = try readCSV(out)
+
+    try #require(result.status == 0, "\(result.error)")
+    try #require(rows.count == batch.count)
+    for column in ["grad_policy_chosen", "grad_policy_rejected"] {
+      for (pair, row) in rows.enumerated() {
+        let gradient = try #require(row[column], "\(column) missing")
+        #expect(gradient.isFinite, "\(column), pair \(pair): \(gradient)")
+      }
+      #expect(rows[2][column] == 0, "\(column) of the masked pair")
+    }
+    // Equal weights on pairs 0 and 1 give each half of its gradient term.
+    let expected = batch.chosenGradient(0, beta: beta) * 3 / 2
+    let gradient = try #require(rows[0]["grad_policy_chosen"])
+    #expect(abs(gradient - expected) <= 1e-15 * abs(expected), "\(gradient)")
+  }
+}
+
+/// Reads a CSV file that `--per-example` wrote and returns one dictionary
+/// of values by column name per row.
+private func readCSV(_ path: String) throws -> [[String: Double]] {
+  let text = try String(contentsOfFile: path, encoding: .utf8)
+  let lines = text.split(separator: "\n").map {
+    $0.split(separator: ",", omittingEmptySubsequences: false)
+  }
+  guard let header = lines.first else {
+    return []
+  }
+  return lines.dropFirst().map { fields in
+    var row: [String: Double] = [:]
+    for (name, field) in zip(header, fields) {
+      row[String(name)] = Double(field)
+    }
+    return row
+  }
 }

@@ -20,6 +20,8 @@ struct UsageErrorTests {
     arguments: [
       ("nan", "finite"), ("-0.5", "non-negative"), ("inf", "finite"),
       ("abc", "not a number"), ("0.1x", "not a number"),
+      ("1e400", "outside the range"), ("-1e400", "outside the range"),
+      ("0x1p-3", "hexadecimal"), (" 0.1", "not a number"),
     ]
   )
   func invalidBetaIsRejected(value: String, problem: String) throws {
@@ -30,6 +32,23 @@ struct UsageErrorTests {
     #expect(result.error.contains("--beta"))
     #expect(result.error.contains("'\(value)'"))
     #expect(result.error.contains(problem))
+  }
+
+  @Test("hexadecimal beta shows decimal")
+  func hexadecimalBetaShowsDecimal() throws {
+    let result = try runWithBatch(["--beta", "0x1p-3"])
+
+    #expect(result.status == 2)
+    #expect(result.error.contains("decimal notation (0x1p-3 is 0.125)."))
+  }
+
+  @Test("underflowing beta becomes zero")
+  func underflowingBetaBecomesZero() throws {
+    let result = try runWithBatch(["--beta", "1e-400", "--json"])
+    let report = try parseReport(result.output)
+
+    #expect(result.status == 0, "\(result.error)")
+    #expect(jsonDouble(report["beta"]) == 0)
   }
 
   @Test("beta with equals sign parses")

@@ -140,7 +140,7 @@ struct LogProbTableErrorTests {
   @Test(
     "invalid cell is located",
     arguments: [
-      "abc", "", "\"\"", "0x1p3", "1.5.2", "1e", "nan(1)", "--1", "1,5",
+      "abc", "", "\"\"", "1.5.2", "1e", "nan(1)", "--1", "1,5", "1x",
       "infinit", "- 1", "1_000", "١",
     ]
   )
@@ -177,6 +177,78 @@ struct LogProbTableErrorTests {
       message.hasPrefix("\(path):4: column 3 ('policy_rejected')"),
       "message: \(message)"
     )
+  }
+
+  @Test(
+    "hexadecimal cell is rejected",
+    arguments: [
+      ("0x1p3", " (0x1p3 is 8.0)"), ("-0X1P-3", " (-0X1P-3 is -0.125)"),
+      ("+0x10", " (+0x10 is 16.0)"), ("0x1pz", ""),
+    ]
+  )
+  func hexadecimalCellIsRejected(cell: String, example: String) throws {
+    let directory = try TemporaryDirectory()
+
+    let (path, error) = try loadError(
+      "\(Self.header)\n-1,-2,-3,-4\n-1,-2,\(cell),-4\n",
+      in: directory
+    )
+
+    #expect(
+      error
+        == .hexadecimalNumber(
+          path: path,
+          line: 3,
+          column: 3,
+          columnName: "reference_chosen",
+          text: cell
+        )
+    )
+    let message = error?.description ?? ""
+    #expect(
+      message.hasPrefix("\(path):3: column 3 ('reference_chosen')"),
+      "message: \(message)"
+    )
+    #expect(message.contains("'\(cell)'"), "message: \(message)")
+    #expect(
+      message.contains("decimal notation\(example)."),
+      "message: \(message)"
+    )
+  }
+
+  @Test(
+    "overflowing cell is rejected",
+    arguments: [
+      "1e400", "-1e400", "1e999", "1.7976931348623159e308", "2e308",
+      String(repeating: "9", count: 5000),
+      "-" + String(repeating: "9", count: 5000) + ".5",
+    ]
+  )
+  func overflowingCellIsRejected(cell: String) throws {
+    let directory = try TemporaryDirectory()
+
+    let (path, error) = try loadError(
+      "\(Self.header)\n-1,-2,-3,-4\n\n\(cell),-2,-3,-4\n",
+      in: directory
+    )
+
+    #expect(
+      error
+        == .numberOutOfRange(
+          path: path,
+          line: 4,
+          column: 1,
+          columnName: "policy_chosen",
+          text: cell
+        )
+    )
+    let message = error?.description ?? ""
+    #expect(
+      message.hasPrefix("\(path):4: column 1 ('policy_chosen')"),
+      "message: \(message)"
+    )
+    #expect(message.contains("outside the range"), "message: \(message)")
+    #expect(message.contains(String(cell.prefix(37))), "message: \(message)")
   }
 
   @Test("long invalid cell is shortened")

@@ -5,6 +5,9 @@ import DPOLossFiles
 import Foundation
 import Testing
 
+/// A decimal fraction with 5000 zeros after the point, which underflows.
+private let tinyFractionText = "0." + String(repeating: "0", count: 5000) + "1"
+
 @Suite("LogProbTable reading")
 struct LogProbTableTests {
   /// Writes `text` to `name` in a new directory and loads it.
@@ -167,8 +170,9 @@ struct LogProbTableTests {
       ("inf", .infinity), ("-inf", -.infinity), ("+inf", .infinity),
       ("Infinity", .infinity), ("-Infinity", -.infinity),
       ("INF", .infinity), ("-0", -0.0), ("-0.0", -0.0), ("0", 0),
-      ("1e308", 1e308), ("1e999", .infinity), ("-1e999", -.infinity),
-      ("5e-324", .leastNonzeroMagnitude), ("1e-400", 0), (".5", 0.5),
+      ("1e308", 1e308), ("1.7976931348623158e308", .greatestFiniteMagnitude),
+      ("5e-324", .leastNonzeroMagnitude), ("1e-400", 0), ("-1e-400", -0.0),
+      (tinyFractionText, 0), (".5", 0.5),
       ("-.5", -0.5), ("5.", 5), ("+3", 3), ("1E+2", 100),
       ("-141.30167279770984", -141.30167279770984),
     ]

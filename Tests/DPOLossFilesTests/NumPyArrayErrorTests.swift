@@ -245,6 +245,37 @@ struct NumPyArrayErrorTests {
     #expect(message.contains(path), "message: \(message)")
   }
 
+  @Test(
+    "odd descr is not type string",
+    arguments: [
+      ("float64", "'float64'"), ("f\u{FF18}", "'f\u{FF18}'"),
+      ("\u{E9}8", "'\u{E9}8'"), ("\u{01}<f8", "'\\x01<f8'"),
+      ("<f8\n", "'<f8\\n'"), ("", "''"), ("<i8x", "'<i8x'"),
+      ("<x8", "'<x8'"), ("<M8[n s]", "'<M8[n s]'"),
+    ]
+  )
+  func oddDescrIsNotTypeString(descr: String, printedDescr: String) throws {
+    // Version 3.0 stores the header as UTF-8.
+    let directory = try TemporaryDirectory()
+    let bytes = makeNPY(
+      header: npyDictionary(descr: descr, count: 0),
+      version: (3, 0)
+    )
+
+    let (path, error) = try loadError(bytes, in: directory)
+
+    #expect(error == .unsupportedDType(path: path, descr: printedDescr))
+    let message = error?.description ?? ""
+    #expect(
+      message.contains("\(printedDescr) (not a NumPy type string)"),
+      "message: \(message)"
+    )
+    #expect(message.contains("Only '<f8'"), "message: \(message)")
+    #expect(message.contains("'<f4'"), "message: \(message)")
+    #expect(message.contains("astype('<f8')"), "message: \(message)")
+    #expect(!message.contains("?"), "message: \(message)")
+  }
+
   @Test("structured dtype is named")
   func structuredDTypeIsNamed() throws {
     let directory = try TemporaryDirectory()

@@ -34,6 +34,24 @@ let fixturesExist = FileManager.default.fileExists(
   atPath: fixtureDirectory.path
 )
 
+/// Whether missing fixtures fail the TRL tests instead of skipping them:
+/// when the environment variable CI is "true". CI checks the fixtures out
+/// beside the repository, so a skip there would hide a broken path.
+let fixturesRequired = ProcessInfo.processInfo.environment["CI"] == "true"
+
+/// The TRL tests run if the fixtures exist, and in CI, where they fail if
+/// the fixtures are missing.
+let runsFixtureTests = fixturesExist || fixturesRequired
+
+/// The failure message when the fixtures are missing in CI.
+let fixturesRequiredMessage = Comment(
+  rawValue: """
+    TRL fixtures not found at \(fixtureDirectory.path), and CI is "true", \
+    so the TRL tests fail instead of being skipped. Check out the fixtures \
+    there, or set DPOLOSS_TRL_FIXTURES to their folder.
+    """
+)
+
 let missingFixturesMessage = Comment(
   rawValue: """
     TRL fixtures not found at \(fixtureDirectory.path). Set \
@@ -258,8 +276,9 @@ private func expectPairLossesMatch(_ folder: String) throws {
 
 // MARK: - Tests
 
-@Test(.enabled(if: fixturesExist, missingFixturesMessage))
-func trlFixturesHaveCases() {
+@Test(.enabled(if: runsFixtureTests, missingFixturesMessage))
+func trlFixturesHaveCases() throws {
+  try #require(fixturesExist, fixturesRequiredMessage)
   #expect(
     !float64Cases.isEmpty,
     "\(fixtureDirectory.path): expected float64 cases, observed none"
@@ -271,7 +290,7 @@ func trlFixturesHaveCases() {
 }
 
 @Test(
-  .enabled(if: fixturesExist, missingFixturesMessage),
+  .enabled(if: runsFixtureTests, missingFixturesMessage),
   arguments: float64Cases
 )
 func trlCaseLossMatches(folder: String) throws {
@@ -279,7 +298,7 @@ func trlCaseLossMatches(folder: String) throws {
 }
 
 @Test(
-  .enabled(if: fixturesExist, missingFixturesMessage),
+  .enabled(if: runsFixtureTests, missingFixturesMessage),
   arguments: float64Cases
 )
 func trlCasePairLossesMatch(folder: String) throws {
@@ -287,7 +306,7 @@ func trlCasePairLossesMatch(folder: String) throws {
 }
 
 @Test(
-  .enabled(if: fixturesExist, missingFixturesMessage),
+  .enabled(if: runsFixtureTests, missingFixturesMessage),
   arguments: trainingSteps
 )
 func trainingStepLossMatches(folder: String) throws {
@@ -295,7 +314,7 @@ func trainingStepLossMatches(folder: String) throws {
 }
 
 @Test(
-  .enabled(if: fixturesExist, missingFixturesMessage),
+  .enabled(if: runsFixtureTests, missingFixturesMessage),
   arguments: trainingSteps
 )
 func trainingStepPairLossesMatch(folder: String) throws {

@@ -161,7 +161,7 @@ private let float64Tolerance = 1e-14
 
 @Test(
   "training pass matches TRL float64 cases",
-  .enabled(if: fixturesExist, missingFixturesMessage),
+  .enabled(if: runsFixtureTests, missingFixturesMessage),
   arguments: float64Cases
 )
 func trainingPassMatchesTRLCase(folder: String) throws {
@@ -195,7 +195,7 @@ func trainingPassMatchesTRLCase(folder: String) throws {
 
 @Test(
   "training pass matches TRL float64 steps",
-  .enabled(if: fixturesExist, missingFixturesMessage),
+  .enabled(if: runsFixtureTests, missingFixturesMessage),
   arguments: trainingSteps
 )
 func trainingPassMatchesTRLStep(folder: String) throws {
@@ -245,7 +245,7 @@ func float32Tolerance(
 
 @Test(
   "training pass matches TRL float32 steps",
-  .enabled(if: fixturesExist, missingFixturesMessage),
+  .enabled(if: runsFixtureTests, missingFixturesMessage),
   arguments: trainingSteps
 )
 func trainingPassMatchesTRLFloat32Step(folder: String) throws {
@@ -301,9 +301,10 @@ func trainingPassMatchesTRLFloat32Step(folder: String) throws {
 
 @Test(
   "training pass matches TRL float32 case",
-  .enabled(if: fixturesExist, missingFixturesMessage)
+  .enabled(if: runsFixtureTests, missingFixturesMessage)
 )
 func trainingPassMatchesTRLFloat32Case() throws {
+  try #require(fixturesExist, fixturesRequiredMessage)
   let folder = "cases/trl-1.16.0/big/sigmoid__b0.1__ls0__float32"
   let json = try readCase(folder)
   let batch = try readBatch(dictionary(json, "inputs", in: folder), in: folder)
