@@ -159,6 +159,33 @@ func expectTrainingMatches(
 /// formula in double precision, so they differ by a few roundings.
 private let float64Tolerance = 1e-14
 
+/// Runs the training pass with both strategies on `batch` and compares each
+/// result with `expected`.
+func expectBothStrategiesMatch(
+  _ batch: Batch,
+  beta: Double,
+  expected: TRLTrainingExpectation,
+  context: String,
+  valueTolerance: (Double) -> Double,
+  gradientTolerance: Double
+) throws {
+  for strategy in DeltaStrategy.allCases {
+    let (statistics, outputs) = try trainingPass(
+      batch,
+      beta: beta,
+      strategy: strategy
+    )
+    try expectTrainingMatches(
+      statistics: statistics,
+      outputs: outputs,
+      expected: expected,
+      context: "\(context), \(strategy)",
+      valueTolerance: valueTolerance,
+      gradientTolerance: gradientTolerance
+    )
+  }
+}
+
 @Test(
   "training pass matches TRL float64 cases",
   .enabled(if: runsFixtureTests, missingFixturesMessage),
@@ -167,30 +194,21 @@ private let float64Tolerance = 1e-14
 func trainingPassMatchesTRLCase(folder: String) throws {
   let json = try readCase(folder)
   let batch = try readBatch(dictionary(json, "inputs", in: folder), in: folder)
-  let beta = try number(json, "beta", in: folder)
   let expected = try TRLTrainingExpectation(
     dictionary(json, "expected", in: folder),
     metricsKey: "metrics",
     in: folder
   )
-  for strategy in DeltaStrategy.allCases {
-    let (statistics, outputs) = try trainingPass(
-      batch,
-      beta: beta,
-      strategy: strategy
-    )
-    let largestGradient =
-      expected.gradientChosen.filter(\.isFinite)
-      .map(abs).max() ?? 0
-    try expectTrainingMatches(
-      statistics: statistics,
-      outputs: outputs,
-      expected: expected,
-      context: "\(folder), \(strategy)",
-      valueTolerance: { float64Tolerance * max(abs($0), 1e-300) },
-      gradientTolerance: float64Tolerance * largestGradient
-    )
-  }
+  let largestGradient =
+    expected.gradientChosen.filter(\.isFinite).map(abs).max() ?? 0
+  try expectBothStrategiesMatch(
+    batch,
+    beta: try number(json, "beta", in: folder),
+    expected: expected,
+    context: folder,
+    valueTolerance: { float64Tolerance * max(abs($0), 1e-300) },
+    gradientTolerance: float64Tolerance * largestGradient
+  )
 }
 
 @Test(
@@ -207,22 +225,15 @@ func trainingPassMatchesTRLStep(folder: String) throws {
     metricsKey: "metrics",
     in: folder
   )
-  for strategy in DeltaStrategy.allCases {
-    let (statistics, outputs) = try trainingPass(
-      batch,
-      beta: beta,
-      strategy: strategy
-    )
-    try expectTrainingMatches(
-      statistics: statistics,
-      outputs: outputs,
-      expected: expected,
-      context: "\(folder), \(strategy)",
-      // Rewards may be exactly 0, so scale the tolerance by at least 1.
-      valueTolerance: { float64Tolerance * max(abs($0), 1) },
-      gradientTolerance: float64Tolerance * beta / Double(batch.count)
-    )
-  }
+  try expectBothStrategiesMatch(
+    batch,
+    beta: beta,
+    expected: expected,
+    context: folder,
+    // Rewards may be exactly 0, so scale the tolerance by at least 1.
+    valueTolerance: { float64Tolerance * max(abs($0), 1) },
+    gradientTolerance: float64Tolerance * beta / Double(batch.count)
+  )
 }
 
 /// Returns a bound on the absolute error of TRL's float32 arithmetic on a
@@ -243,6 +254,36 @@ func float32Tolerance(
   return 4 * (3 * unit * beta * logProbScale + 4 * unit * abs(value))
 }
 
+/// Compares the training pass on float32 inputs with TRL's float32 results,
+/// within ``float32Tolerance(value:beta:logProbScale:)``.
+func expectMatchesTRLFloat32(
+  _ batch: Batch,
+  beta: Double,
+  expected: TRLTrainingExpectation,
+  context: String
+) throws {
+  let logProbScale =
+    [
+      batch.policyChosen, batch.policyRejected, batch.referenceChosen,
+      batch.referenceRejected,
+    ].joined().map(abs).max() ?? 0
+  // The gradient is beta / N times a sigmoid: its error is that factor
+  // times the error of the sigmoid, whose argument is beta * delta.
+  let gradientTolerance =
+    beta / Double(batch.count)
+    * float32Tolerance(value: 1, beta: beta, logProbScale: logProbScale)
+  try expectBothStrategiesMatch(
+    batch,
+    beta: beta,
+    expected: expected,
+    context: context,
+    valueTolerance: {
+      float32Tolerance(value: $0, beta: beta, logProbScale: logProbScale)
+    },
+    gradientTolerance: gradientTolerance
+  )
+}
+
 @Test(
   "training pass matches TRL float32 steps",
   .enabled(if: runsFixtureTests, missingFixturesMessage),
@@ -257,17 +298,6 @@ func trainingPassMatchesTRLFloat32Step(folder: String) throws {
   )
   let beta = try number(json, "beta", in: folder)
   let native = try dictionary(json, "expected_native", in: folder)
-  let logProbScale =
-    [
-      batch.policyChosen, batch.policyRejected, batch.referenceChosen,
-      batch.referenceRejected,
-    ].joined().map(abs).max() ?? 0
-  // The gradient is beta / N times a sigmoid: its error is that factor
-  // times the error of the sigmoid, whose argument is beta * delta.
-  let gradientTolerance =
-    beta / Double(batch.count)
-    * float32Tolerance(value: 1, beta: beta, logProbScale: logProbScale)
-
   let gradientSets: [(String, String)] = [
     ("grad_chosen", "grad_rejected"),
     ("grad_chosen_autograd_leaf", "grad_rejected_autograd_leaf"),
@@ -279,23 +309,12 @@ func trainingPassMatchesTRLFloat32Step(folder: String) throws {
       gradientKeys: gradientKeys,
       in: folder
     )
-    for strategy in DeltaStrategy.allCases {
-      let (statistics, outputs) = try trainingPass(
-        batch,
-        beta: beta,
-        strategy: strategy
-      )
-      try expectTrainingMatches(
-        statistics: statistics,
-        outputs: outputs,
-        expected: expected,
-        context: "\(folder) float32, \(gradientKeys.0), \(strategy)",
-        valueTolerance: {
-          float32Tolerance(value: $0, beta: beta, logProbScale: logProbScale)
-        },
-        gradientTolerance: gradientTolerance
-      )
-    }
+    try expectMatchesTRLFloat32(
+      batch,
+      beta: beta,
+      expected: expected,
+      context: "\(folder) float32, \(gradientKeys.0)"
+    )
   }
 }
 
@@ -308,33 +327,15 @@ func trainingPassMatchesTRLFloat32Case() throws {
   let folder = "cases/trl-1.16.0/big/sigmoid__b0.1__ls0__float32"
   let json = try readCase(folder)
   let batch = try readBatch(dictionary(json, "inputs", in: folder), in: folder)
-  let beta = try number(json, "beta", in: folder)
   let expected = try TRLTrainingExpectation(
     dictionary(json, "expected", in: folder),
     metricsKey: "metrics",
     in: folder
   )
-  let logProbScale =
-    [
-      batch.policyChosen, batch.policyRejected, batch.referenceChosen,
-      batch.referenceRejected,
-    ].joined().map(abs).max() ?? 0
-  for strategy in DeltaStrategy.allCases {
-    let (statistics, outputs) = try trainingPass(
-      batch,
-      beta: beta,
-      strategy: strategy
-    )
-    try expectTrainingMatches(
-      statistics: statistics,
-      outputs: outputs,
-      expected: expected,
-      context: "\(folder), \(strategy)",
-      valueTolerance: {
-        float32Tolerance(value: $0, beta: beta, logProbScale: logProbScale)
-      },
-      gradientTolerance: beta / Double(batch.count)
-        * float32Tolerance(value: 1, beta: beta, logProbScale: logProbScale)
-    )
-  }
+  try expectMatchesTRLFloat32(
+    batch,
+    beta: try number(json, "beta", in: folder),
+    expected: expected,
+    context: folder
+  )
 }
