@@ -357,7 +357,8 @@ struct PerExampleOutputTests {
     // w_i / W must not be formed as w_i * (1 / W).
     let directory = try ScratchDirectory()
     let inputs = try batch.writeNumPy(in: directory)
-    let weights = try directory.writeNumPy([1e-320, 1e-320, 0], to: "w.npy")
+    let tiny = 2024 * Double.leastNonzeroMagnitude  // 1e-320
+    let weights = try directory.writeNumPy([tiny, tiny, 0], to: "w.npy")
     let out = directory.file("pairs.csv")
 
     let result = runInProcess(

@@ -338,7 +338,7 @@ struct TrainingWeightTests {
 
   @Test(
     "tiny weight totals give finite gradients",
-    arguments: [1e-320, 1e-310, 5e-324]
+    arguments: [0x1p-1063, 0x1p-1030, Double.leastNonzeroMagnitude]
   )
   func tinyWeightTotals(weight: Double) throws {
     var batch = TrainingBatch(count: 11, seed: 21)
