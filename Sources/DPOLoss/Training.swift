@@ -69,19 +69,15 @@ public func dpoLossAndGradients(
   gradientWeightTotal: Double? = nil,
   outputs: inout DPOOutputs
 ) throws(DPOLossError) -> DPOStatistics {
-  let count = try validateBatch(
+  let (count, weightSum, gradientTotal) = try validateTrainingInputs(
     policyChosen.count,
     policyRejected.count,
     referenceChosen.count,
     referenceRejected.count,
-    beta: beta
+    weights: weights,
+    beta: beta,
+    gradientWeightTotal: gradientWeightTotal
   )
-  let weightSum = try validateWeights(weights, count: count)
-  let gradientTotal = gradientWeightTotal ?? weightSum.value
-  guard gradientTotal.isFinite, gradientTotal > 0 else {
-    throw .invalidGradientWeightTotal(gradientTotal)
-  }
-
   outputs.resize(to: count)
   var statistics = outputs.withOutputPointers { pointers in
     withBatchPointers(
@@ -162,6 +158,32 @@ public func dpoStatistics(
     strategy: strategy,
     outputs: &outputs
   )
+}
+
+/// Checks the inputs of a training pass and returns the number of pairs,
+/// the weight sum and the weight total that gradients divide by.
+func validateTrainingInputs(
+  _ policyChosen: Int,
+  _ policyRejected: Int,
+  _ referenceChosen: Int,
+  _ referenceRejected: Int,
+  weights: Span<Double>?,
+  beta: Double,
+  gradientWeightTotal: Double?
+) throws(DPOLossError) -> (Int, CompensatedSum, Double) {
+  let count = try validateBatch(
+    policyChosen,
+    policyRejected,
+    referenceChosen,
+    referenceRejected,
+    beta: beta
+  )
+  let weightSum = try validateWeights(weights, count: count)
+  let gradientTotal = gradientWeightTotal ?? weightSum.value
+  guard gradientTotal.isFinite, gradientTotal > 0 else {
+    throw .invalidGradientWeightTotal(gradientTotal)
+  }
+  return (count, weightSum, gradientTotal)
 }
 
 /// Checks that `weights` has `count` finite, non-negative values with a

@@ -151,9 +151,10 @@ func weighted(
 /// weights exact.
 ///
 /// Weights are first scaled by two powers of two whose product brings the
-/// weight total `W` into [1, 2), so a subnormal weight keeps its precision
-/// and `beta / W` cannot overflow: a weight total below about 5.6e-310 made
-/// `beta / W` infinite while each `beta * sigmoid * w_i / W` stayed finite.
+/// weight total `W` into [1, 2). A subnormal weight then keeps its
+/// precision, and `beta / W` cannot overflow. Computed directly, `beta / W`
+/// is infinite for a weight total below about 5.6e-310, while each
+/// `beta * sigmoid * w_i / W` is finite.
 struct GradientScale {
   /// Powers of two whose product is `2^-exponent(W)`, each a normal double.
   var weightScales: (Double, Double)

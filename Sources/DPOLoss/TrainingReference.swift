@@ -25,18 +25,15 @@ public func referenceDPOLossAndGradients(
   gradientWeightTotal: Double? = nil,
   outputs: inout DPOOutputs
 ) throws(DPOLossError) -> DPOStatistics {
-  let count = try validateBatch(
+  let (count, weightSum, gradientTotal) = try validateTrainingInputs(
     policyChosen.count,
     policyRejected.count,
     referenceChosen.count,
     referenceRejected.count,
-    beta: beta
+    weights: weights?.span,
+    beta: beta,
+    gradientWeightTotal: gradientWeightTotal
   )
-  let weightSum = try validateWeights(weights?.span, count: count)
-  let gradientTotal = gradientWeightTotal ?? weightSum.value
-  guard gradientTotal.isFinite, gradientTotal > 0 else {
-    throw .invalidGradientWeightTotal(gradientTotal)
-  }
   outputs.resize(to: count)
 
   var statistics = DPOStatistics()

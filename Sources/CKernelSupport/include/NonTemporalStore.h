@@ -43,7 +43,7 @@ static inline void dpo_prefetch(const double *pointer) {
 }
 
 // Orders earlier streaming stores before later stores, so that another
-// thread that sees a later store also sees the streamed data.
+// thread that reads a later store also reads the streamed data.
 static inline void dpo_store_fence(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_sfence();
