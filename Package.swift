@@ -40,14 +40,23 @@ let package = Package(
     ),
     // Test-only: counts heap allocations to prove the kernels make none.
     .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
+    // Test-only: where the TRL reference data is, for every test target.
+    .target(name: "TRLFixtures", path: "Tests/TRLFixtures"),
     .testTarget(
       name: "DPOLossTests",
-      dependencies: ["DPOLoss", "DPOLossFiles", "AllocationCounter"]
+      dependencies: [
+        "DPOLoss", "DPOLossFiles", "AllocationCounter", "TRLFixtures",
+      ]
     ),
-    .testTarget(name: "DPOLossFilesTests", dependencies: ["DPOLossFiles"]),
+    .testTarget(
+      name: "DPOLossFilesTests",
+      dependencies: ["DPOLossFiles", "TRLFixtures"]
+    ),
     .testTarget(
       name: "DPOLossCommandTests",
-      dependencies: ["DPOLossCommand", "DPOLossFiles", "dpo-loss"]
+      dependencies: [
+        "DPOLossCommand", "DPOLossFiles", "dpo-loss", "TRLFixtures",
+      ]
     ),
   ]
 )

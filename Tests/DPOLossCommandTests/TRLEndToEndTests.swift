@@ -3,61 +3,14 @@
 
 import DPOLossFiles
 import Foundation
+import TRLFixtures
 import Testing
 
-/// Returns the folder of log-probs and results from Hugging Face TRL
-/// 1.16.0: `$DPOLOSS_TRL_FIXTURES` if it is set, otherwise
-/// `shared/fixtures/trl` beside the repository root, which lies outside
-/// the repository.
-func trlFixtureFolder(
-  environment: [String: String],
-  repositoryRoot: URL
-) -> String {
-  if let override = environment["DPOLOSS_TRL_FIXTURES"] {
-    return override
-  }
-  return repositoryRoot.deletingLastPathComponent()
-    .appendingPathComponent("shared/fixtures/trl").path
-}
-
-/// Returns whether missing TRL fixtures fail the TRL tests instead of
-/// skipping them: when the environment variable CI is "true". CI checks
-/// the fixtures out beside the repository, so a skip there would hide a
-/// broken path.
-func requiresTRLFixtures(environment: [String: String]) -> Bool {
-  environment["CI"] == "true"
-}
-
-/// The repository root, three levels above this file with symlinks
-/// resolved.
-private let repositoryRoot = URL(fileURLWithPath: #filePath)
-  .resolvingSymlinksInPath()
-  .deletingLastPathComponent()  // DPOLossCommandTests
-  .deletingLastPathComponent()  // Tests
-  .deletingLastPathComponent()
-
-private let trlFixtures = trlFixtureFolder(
-  environment: ProcessInfo.processInfo.environment,
-  repositoryRoot: repositoryRoot
-)
-
-private let trlFixturesFound = FileManager.default.fileExists(
-  atPath: trlFixtures
-)
-
-/// The TRL tests run if the fixtures exist, and in CI, where they fail if
-/// the fixtures are missing.
-private let runsTRLTests =
-  trlFixturesFound
-  || requiresTRLFixtures(environment: ProcessInfo.processInfo.environment)
-
-/// The failure message when the fixtures are missing in CI.
+private let trlFixtures = TRLFixtures.directory.path
+private let trlFixturesFound = TRLFixtures.exist
+private let runsTRLTests = TRLFixtures.runTests
 private let fixturesRequiredMessage = Comment(
-  rawValue: """
-    TRL fixtures not found at \(trlFixtures), and CI is "true", so the TRL \
-    tests fail instead of being skipped. Check out the fixtures there, or \
-    set DPOLOSS_TRL_FIXTURES to their folder.
-    """
+  rawValue: TRLFixtures.requiredMessage
 )
 
 /// Returns the paths, relative to the fixtures folder, of the `case.json`
@@ -398,12 +351,7 @@ private func checkAgainstTRL(
   "dpo-loss against TRL",
   .enabled(
     if: runsTRLTests,
-    Comment(
-      rawValue: """
-        TRL fixtures not found at \(trlFixtures). Set DPOLOSS_TRL_FIXTURES \
-        to their folder to run these tests.
-        """
-    )
+    Comment(rawValue: TRLFixtures.missingMessage)
   )
 )
 struct TRLEndToEndTests {
@@ -431,45 +379,6 @@ struct TRLEndToEndTests {
   @Test("float32 training steps match", arguments: trainingSteps)
   func float32TrainingStepsMatch(casePath: String) throws {
     try checkAgainstTRL(try float32StepExpectation(casePath))
-  }
-}
-
-@Suite("TRL fixture location")
-struct TRLFixtureLocationTests {
-  private let root = URL(fileURLWithPath: "/home/user/work/DPOLoss")
-
-  @Test("environment variable sets folder")
-  func environmentVariableSetsFolder() {
-    let folder = trlFixtureFolder(
-      environment: ["DPOLOSS_TRL_FIXTURES": "/data/trl"],
-      repositoryRoot: root
-    )
-
-    #expect(folder == "/data/trl")
-  }
-
-  @Test("default folder is beside repository")
-  func defaultFolderIsBesideRepository() {
-    let folder = trlFixtureFolder(
-      environment: ["CI": "true"],
-      repositoryRoot: root
-    )
-
-    #expect(folder == "/home/user/work/shared/fixtures/trl")
-  }
-
-  @Test(
-    "only CI requires fixtures",
-    arguments: [
-      (["CI": "true"], true), (["CI": "false"], false), (["CI": "1"], false),
-      ([:], false),
-    ]
-  )
-  func onlyCIRequiresFixtures(
-    environment: [String: String],
-    expected: Bool
-  ) {
-    #expect(requiresTRLFixtures(environment: environment) == expected)
   }
 }
 

@@ -3,59 +3,14 @@
 
 import DPOLossFiles
 import Foundation
+import TRLFixtures
 import Testing
 
-/// Returns the folder of log-probs that Hugging Face TRL 1.16.0 produced:
-/// `$DPOLOSS_TRL_FIXTURES` if it is set, otherwise `shared/fixtures/trl`
-/// beside the repository root, which lies outside the repository.
-func trlFixtureFolder(
-  environment: [String: String],
-  repositoryRoot: URL
-) -> String {
-  if let override = environment["DPOLOSS_TRL_FIXTURES"] {
-    return override
-  }
-  return repositoryRoot.deletingLastPathComponent()
-    .appendingPathComponent("shared/fixtures/trl").path
-}
-
-/// Returns whether missing TRL fixtures fail the TRL tests instead of
-/// skipping them: when the environment variable CI is "true". CI checks
-/// the fixtures out beside the repository, so a skip there would hide a
-/// broken path.
-func requiresTRLFixtures(environment: [String: String]) -> Bool {
-  environment["CI"] == "true"
-}
-
-/// The repository root, found from this source file with symlinks resolved.
-private let repositoryRoot = URL(fileURLWithPath: #filePath)
-  .resolvingSymlinksInPath()
-  .deletingLastPathComponent()  // DPOLossFilesTests
-  .deletingLastPathComponent()  // Tests
-  .deletingLastPathComponent()
-
-private let trlFixtures = trlFixtureFolder(
-  environment: ProcessInfo.processInfo.environment,
-  repositoryRoot: repositoryRoot
-)
-
-private let trlFixturesFound = FileManager.default.fileExists(
-  atPath: trlFixtures
-)
-
-/// The TRL tests run if the fixtures exist, and in CI, where they fail if
-/// the fixtures are missing.
-private let runsTRLTests =
-  trlFixturesFound
-  || requiresTRLFixtures(environment: ProcessInfo.processInfo.environment)
-
-/// The failure message when the fixtures are missing in CI.
+private let trlFixtures = TRLFixtures.directory.path
+private let trlFixturesFound = TRLFixtures.exist
+private let runsTRLTests = TRLFixtures.runTests
 private let fixturesRequiredMessage = Comment(
-  rawValue: """
-    TRL reference arrays not found at \(trlFixtures), and CI is "true", so \
-    the TRL tests fail instead of being skipped. Check out the fixtures \
-    there, or set DPOLOSS_TRL_FIXTURES to their folder.
-    """
+  rawValue: TRLFixtures.requiredMessage
 )
 
 private let logProbNames = [
@@ -66,12 +21,7 @@ private let logProbNames = [
   "TRL reference arrays",
   .enabled(
     if: runsTRLTests,
-    Comment(
-      rawValue: """
-        TRL reference arrays not found at \(trlFixtures). Set \
-        DPOLOSS_TRL_FIXTURES to their folder to run these tests.
-        """
-    )
+    Comment(rawValue: TRLFixtures.missingMessage)
   )
 )
 struct TRLFixtureTests {
@@ -121,20 +71,20 @@ struct TRLFixtureLocationTests {
 
   @Test("environment variable sets folder")
   func environmentVariableSetsFolder() {
-    let folder = trlFixtureFolder(
+    let folder = TRLFixtures.folder(
       environment: ["DPOLOSS_TRL_FIXTURES": "/data/trl"],
       repositoryRoot: root
-    )
+    ).path
 
     #expect(folder == "/data/trl")
   }
 
   @Test("default folder is beside repository")
   func defaultFolderIsBesideRepository() {
-    let folder = trlFixtureFolder(
+    let folder = TRLFixtures.folder(
       environment: ["CI": "true"],
       repositoryRoot: root
-    )
+    ).path
 
     #expect(folder == "/home/user/work/shared/fixtures/trl")
   }
@@ -150,6 +100,6 @@ struct TRLFixtureLocationTests {
     environment: [String: String],
     expected: Bool
   ) {
-    #expect(requiresTRLFixtures(environment: environment) == expected)
+    #expect(TRLFixtures.areRequired(environment: environment) == expected)
   }
 }

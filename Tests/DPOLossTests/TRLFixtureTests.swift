@@ -4,6 +4,7 @@
 import DPOLoss
 import DPOLossFiles
 import Foundation
+import TRLFixtures
 import Testing
 
 // Inputs and expected results produced by Hugging Face TRL 1.16.0 (torch
@@ -14,51 +15,12 @@ import Testing
 /// Relative tolerance against TRL's float64 results.
 private let trlTolerance = 1e-14
 
-/// The fixture folder: `$DPOLOSS_TRL_FIXTURES` if set, otherwise
-/// `shared/fixtures/trl` in the parent of the repository root, which is three
-/// levels above this file.
-let fixtureDirectory: URL = {
-  let environment = ProcessInfo.processInfo.environment
-  if let override = environment["DPOLOSS_TRL_FIXTURES"] {
-    return URL(fileURLWithPath: override, isDirectory: true)
-  }
-  return URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent()  // Tests/DPOLossTests
-    .deletingLastPathComponent()  // Tests
-    .deletingLastPathComponent()  // repository root
-    .deletingLastPathComponent()
-    .appendingPathComponent("shared/fixtures/trl", isDirectory: true)
-}()
-
-let fixturesExist = FileManager.default.fileExists(
-  atPath: fixtureDirectory.path
-)
-
-/// Whether missing fixtures fail the TRL tests instead of skipping them:
-/// when the environment variable CI is "true". CI checks the fixtures out
-/// beside the repository, so a skip there would hide a broken path.
-let fixturesRequired = ProcessInfo.processInfo.environment["CI"] == "true"
-
-/// The TRL tests run if the fixtures exist, and in CI, where they fail if
-/// the fixtures are missing.
-let runsFixtureTests = fixturesExist || fixturesRequired
-
-/// The failure message when the fixtures are missing in CI.
-let fixturesRequiredMessage = Comment(
-  rawValue: """
-    TRL fixtures not found at \(fixtureDirectory.path), and CI is "true", \
-    so the TRL tests fail instead of being skipped. Check out the fixtures \
-    there, or set DPOLOSS_TRL_FIXTURES to their folder.
-    """
-)
-
-let missingFixturesMessage = Comment(
-  rawValue: """
-    TRL fixtures not found at \(fixtureDirectory.path). Set \
-    DPOLOSS_TRL_FIXTURES to the folder that contains the TRL README.md to \
-    run these tests.
-    """
-)
+/// The folder of TRL's log-probs and results.
+let fixtureDirectory = TRLFixtures.directory
+let fixturesExist = TRLFixtures.exist
+let runsFixtureTests = TRLFixtures.runTests
+let fixturesRequiredMessage = Comment(rawValue: TRLFixtures.requiredMessage)
+let missingFixturesMessage = Comment(rawValue: TRLFixtures.missingMessage)
 
 /// Lists the subfolders of `relativePath` whose names start with `prefix`,
 /// sorted, as paths relative to the fixture folder. Empty if the folder is
