@@ -179,7 +179,8 @@ struct SoftplusParts {
 
 /// Computes `softplus(z) = max(z, 0) + log1p(exp(-|z|))` on eight lanes.
 ///
-/// Accurate to `softplusMaxULPError` over all doubles (see the tests).
+/// Accurate to ``softplusMaxULPError``; see that constant for how it is
+/// checked.
 /// `softplus(+inf) = +inf`, `softplus(-inf) = 0`, NaN gives NaN.
 @inline(always)
 func softplusParts(_ z: Double8) -> SoftplusParts {
@@ -200,6 +201,9 @@ func softplus(_ z: Double8) -> Double8 {
 }
 
 /// The maximum error of the vector softplus, in units in the last place of
-/// the exact result, over all double arguments. The tests check it against
-/// an extended-precision reference on a dense sweep and the special values.
+/// the exact result. The tests check it against a `Float80` reference on
+/// 1.6M evenly spaced points in [-800, 800], 262K random points and the
+/// special values (zeros, subnormals, the exp thresholds, the largest
+/// magnitudes, infinities, NaN). Beyond |x| = 800 the result is `max(x, 0)`
+/// or a value that underflows to 0. The largest error measured is 1.47 ulp.
 public let softplusMaxULPError = 3.0
