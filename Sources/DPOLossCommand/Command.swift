@@ -114,10 +114,15 @@ private func computeStatistics(
       }
     }
   } catch {
-    // loadInputs and the option parser check the inputs for the
-    // DPOLossError cases first, so that their messages name the file or
-    // option. The kernel checks again, and this reports whatever it rejects
-    // that they accept, such as a case added to the kernel later.
+    // The kernel checks the weights' values, zero total and overflowing
+    // sum; those messages name the weights file. loadInputs and the option
+    // parser check lengths and beta first, so that their messages name the
+    // file or option, and this reports anything else the kernel rejects.
+    if let weights = inputs.weights,
+      let weightError = kernelWeightError(error, weights: weights)
+    {
+      throw weightError
+    }
     throw .data("the DPO loss kernel rejected the inputs: \(error)")
   }
 }

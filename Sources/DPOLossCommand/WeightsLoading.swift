@@ -27,10 +27,11 @@ import Glibc
 ///   - path: The weights file.
 ///   - pairCount: The number of preference pairs in the batch.
 /// - Throws: A `CommandError` of kind `.data` if the file cannot be read,
-///   a value is not a decimal number, is negative, NaN or infinite, the
-///   count differs from `pairCount`, every weight is 0, or the weights sum
-///   to infinity. Text errors give the line number and `.npy` errors the
-///   0-based index.
+///   the count differs from `pairCount`, or a text value is not a decimal
+///   number or is negative, NaN or infinite (with its line number). The
+///   kernel checks the values of a `.npy` file, the zero total and the sum's
+///   overflow, and `kernelWeightError(_:weights:)` names this file in its
+///   messages.
 func loadWeights(
   _ path: String,
   pairCount: Int
@@ -38,11 +39,6 @@ func loadWeights(
   let weights: InputArray
   if path.lowercased().hasSuffix(".npy") {
     weights = try loadNumPyArray(path)
-    try weights.withSpan { values throws(CommandError) in
-      for index in 0..<values.count {
-        try checkWeight(values[index], text: nil, at: "index \(index)", path)
-      }
-    }
   } else {
     weights = InputArray(try parseWeightsText(path), path: path)
   }
@@ -53,38 +49,37 @@ func loadWeights(
         + "pairs. Pass one weight per pair, in the order of the log-probs."
     )
   }
-  let hasPositiveWeight = weights.withSpan { values in
-    (0..<values.count).contains { values[$0] > 0 }
-  }
-  guard hasPositiveWeight else {
-    throw .data(
-      "\(path): every weight is 0, so the weighted mean is undefined. Give "
-        + "at least one pair a positive weight."
-    )
-  }
-  try checkWeightSum(weights)
   return weights
 }
 
-/// Rejects finite weights whose sum overflows, which the kernel would
-/// reject with `DPOLossError.weightSumOverflow`. The sum is compensated and
-/// taken in order, as the kernel's own weight check takes it.
-private func checkWeightSum(_ weights: InputArray) throws(CommandError) {
-  let (sum, largest) = weights.withSpan { values in
-    var sum = CompensatedSum()
-    var largest = 0.0
-    for index in 0..<values.count {
-      sum.add(values[index])
-      largest = max(largest, values[index])
+/// Returns the message for a weights error of the kernel, naming the
+/// weights file, or `nil` for an error that is not about the weights.
+func kernelWeightError(
+  _ error: DPOLossError,
+  weights: InputArray
+) -> CommandError? {
+  switch error {
+  case .invalidWeight(let index, let value):
+    return .data(
+      "\(weights.path): invalid weight \(value) at index \(index). Weights "
+        + "must be finite and non-negative. Use 0 to mask a pair."
+    )
+  case .zeroTotalWeight:
+    return .data(
+      "\(weights.path): every weight is 0, so the weighted mean is "
+        + "undefined. Give at least one pair a positive weight."
+    )
+  case .weightSumOverflow:
+    let largest = weights.withSpan { values in
+      (0..<values.count).map { values[$0] }.max() ?? 0
     }
-    return (sum.value, largest)
-  }
-  guard sum.isFinite else {
-    throw .data(
+    return .data(
       "\(weights.path): the weights sum to infinity in double precision "
         + "(the largest is \(largest)). Scale them down, because only their "
         + "ratios change the loss and metrics."
     )
+  default:
+    return nil
   }
 }
 
