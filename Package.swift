@@ -40,22 +40,23 @@ let package = Package(
     ),
     // Test-only: counts heap allocations to prove the kernels make none.
     .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
-    // Test-only: where the TRL reference data is, for every test target.
-    .target(name: "TRLFixtures", path: "Tests/TRLFixtures"),
+    // Test-only: where the TRL reference data is, and temporary folders,
+    // for every test target.
+    .target(name: "DPOLossTestSupport", path: "Tests/DPOLossTestSupport"),
     .testTarget(
       name: "DPOLossTests",
       dependencies: [
-        "DPOLoss", "DPOLossFiles", "AllocationCounter", "TRLFixtures",
+        "DPOLoss", "DPOLossFiles", "AllocationCounter", "DPOLossTestSupport",
       ]
     ),
     .testTarget(
       name: "DPOLossFilesTests",
-      dependencies: ["DPOLossFiles", "TRLFixtures"]
+      dependencies: ["DPOLossFiles", "DPOLossTestSupport"]
     ),
     .testTarget(
       name: "DPOLossCommandTests",
       dependencies: [
-        "DPOLossCommand", "DPOLossFiles", "dpo-loss", "TRLFixtures",
+        "DPOLossCommand", "DPOLossFiles", "dpo-loss", "DPOLossTestSupport",
       ]
     ),
   ]

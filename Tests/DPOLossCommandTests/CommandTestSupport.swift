@@ -3,6 +3,7 @@
 
 import DPOLossCommand
 import DPOLossFiles
+import DPOLossTestSupport
 import Foundation
 
 /// The exit status, standard output and standard error of one run.
@@ -24,54 +25,13 @@ func runInProcess(_ arguments: [String]) -> CommandResult {
   return CommandResult(status: status, output: output, error: error)
 }
 
-/// A fresh directory under the system temporary directory, removed with
-/// its contents when the value is released.
-final class ScratchDirectory {
-  let path: String
-
-  init() throws {
-    let base = FileManager.default.temporaryDirectory.path
-    path = "\(base)/DPOLossCommandTests-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(
-      atPath: path,
-      withIntermediateDirectories: false
-    )
-  }
-
-  deinit {
-    try? FileManager.default.removeItem(atPath: path)
-  }
-
-  /// Returns the path of `name` inside the directory.
-  func file(_ name: String) -> String {
-    "\(path)/\(name)"
-  }
-
-  /// Writes `bytes` to `name` and returns its path.
-  @discardableResult
-  func write(_ bytes: [UInt8], to name: String) throws -> String {
-    let path = file(name)
-    try Data(bytes).write(to: URL(fileURLWithPath: path))
-    return path
-  }
-
-  /// Writes the UTF-8 text to `name` and returns its path.
-  @discardableResult
-  func write(_ text: String, to name: String) throws -> String {
-    try write(Array(text.utf8), to: name)
-  }
-
+extension TemporaryDirectory {
   /// Writes `values` as a float64 `.npy` file and returns its path.
   @discardableResult
   func writeNumPy(_ values: [Double], to name: String) throws -> String {
     let path = file(name)
     try NumPyArray.write(values, to: path)
     return path
-  }
-
-  /// Returns whether anything exists at `name`.
-  func contains(_ name: String) -> Bool {
-    FileManager.default.fileExists(atPath: file(name))
   }
 }
 
@@ -93,7 +53,7 @@ struct SampleBatch {
 
   /// Writes the arrays as float64 `.npy` files and returns the four input
   /// options with their paths.
-  func writeNumPy(in directory: ScratchDirectory) throws -> [String] {
+  func writeNumPy(in directory: TemporaryDirectory) throws -> [String] {
     [
       "--policy-chosen", try directory.writeNumPy(policyChosen, to: "pc.npy"),
       "--policy-rejected",
@@ -106,7 +66,7 @@ struct SampleBatch {
   }
 
   /// Writes the arrays as one CSV table and returns its path.
-  func writeTable(in directory: ScratchDirectory) throws -> String {
+  func writeTable(in directory: TemporaryDirectory) throws -> String {
     var text =
       "policy_chosen,policy_rejected,reference_chosen,"
       + "reference_rejected\n"

@@ -1,6 +1,7 @@
 // DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
 // SPDX-License-Identifier: Apache-2.0
 
+import DPOLossTestSupport
 import Foundation
 import Testing
 
@@ -14,7 +15,7 @@ struct InputErrorTests {
   /// into `directory/out`.
   private func runWithPolicyChosen(
     _ path: String,
-    in directory: ScratchDirectory
+    in directory: TemporaryDirectory
   ) throws -> CommandResult {
     var arguments = try SampleBatch.standard.writeNumPy(in: directory)
     arguments[1] = path
@@ -25,7 +26,7 @@ struct InputErrorTests {
 
   @Test("missing file is reported")
   func missingFileIsReported() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = directory.file("absent.npy")
 
     let result = try runWithPolicyChosen(path, in: directory)
@@ -39,7 +40,7 @@ struct InputErrorTests {
 
   @Test("directory input is unreadable")
   func directoryInputIsUnreadable() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = directory.file("folder.npy")
     try FileManager.default.createDirectory(
       atPath: path,
@@ -57,7 +58,7 @@ struct InputErrorTests {
 
   @Test("non-npy file is reported")
   func nonNumPyFileIsReported() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.write("-1.0\n-2.0\n-3.0\n", to: "values.npy")
 
     let result = try runWithPolicyChosen(path, in: directory)
@@ -80,7 +81,7 @@ struct InputErrorTests {
     itemSize: Int,
     name: String
   ) throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let bytes = numPyBytes(
       descr: descr,
       shape: "(3,)",
@@ -99,7 +100,7 @@ struct InputErrorTests {
 
   @Test("two-dimensional array is rejected")
   func twoDimensionalArrayIsRejected() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let bytes = numPyBytes(
       descr: "<f8",
       shape: "(3, 2)",
@@ -118,7 +119,7 @@ struct InputErrorTests {
 
   @Test("Fortran order is rejected")
   func fortranOrderIsRejected() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let bytes = numPyBytes(
       descr: "<f8",
       shape: "(3,)",
@@ -137,7 +138,7 @@ struct InputErrorTests {
 
   @Test("truncated file is reported")
   func truncatedFileIsReported() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     // The header promises 3 float64 values, 24 bytes, but 20 follow.
     let bytes = numPyBytes(
       descr: "<f8",
@@ -157,7 +158,7 @@ struct InputErrorTests {
 
   @Test("arrays of different lengths")
   func arraysOfDifferentLengths() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.writeNumPy([-1, -2, -3, -4], to: "long.npy")
 
     let result = try runWithPolicyChosen(path, in: directory)
@@ -172,7 +173,7 @@ struct InputErrorTests {
 
   @Test("empty arrays are rejected")
   func emptyArraysAreRejected() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let empty = try directory.writeNumPy([], to: "empty.npy")
     let arguments = [
       "--policy-chosen", empty, "--policy-rejected", empty,
@@ -190,7 +191,7 @@ struct InputErrorTests {
 
   @Test("float32 input is accepted")
   func float32InputIsAccepted() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let values: [Float] = [-10.5, -22.25, -7.0]
     let bytes = numPyBytes(
       descr: "<f4",
@@ -215,7 +216,7 @@ struct TableErrorTests {
   private func runTable(
     _ text: String,
     name: String = "batch.csv",
-    in directory: ScratchDirectory
+    in directory: TemporaryDirectory
   ) throws -> (path: String, result: CommandResult) {
     let path = try directory.write(text, to: name)
     let out = directory.file("out.csv")
@@ -224,7 +225,7 @@ struct TableErrorTests {
 
   @Test("missing column is named")
   func missingColumnIsNamed() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let text = "policy_chosen,policy_rejected,reference_chosen\n-1,-2,-3\n"
 
     let (path, result) = try runTable(text, in: directory)
@@ -238,7 +239,7 @@ struct TableErrorTests {
 
   @Test("non-numeric cell is located")
   func nonNumericCellIsLocated() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let text = Self.header + "-1,-2,-3,-4\n-1,oops,-3,-4\n"
 
     let (path, result) = try runTable(text, in: directory)
@@ -252,7 +253,7 @@ struct TableErrorTests {
 
   @Test("ragged row is reported")
   func raggedRowIsReported() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let text = Self.header + "-1,-2,-3,-4\n-1,-2,-3\n"
 
     let (path, result) = try runTable(text, in: directory)
@@ -266,7 +267,7 @@ struct TableErrorTests {
 
   @Test("header without rows is rejected")
   func headerWithoutRowsIsRejected() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
 
     let (path, result) = try runTable(Self.header, in: directory)
 
@@ -279,7 +280,7 @@ struct TableErrorTests {
   func quotedTextColumnIsRead() throws {
     // pandas' to_csv quotes a text field that contains the delimiter, a
     // quote or a line break.
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let text =
       "prompt,policy_chosen,policy_rejected,reference_chosen,"
       + "reference_rejected\n"
@@ -295,7 +296,7 @@ struct TableErrorTests {
 
   @Test("overflowing table cell is located")
   func overflowingTableCellIsLocated() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let text = Self.header + "-1,-2,-3,-4\n-1,-2,1e400,-4\n"
 
     let (path, result) = try runTable(text, in: directory)
@@ -309,7 +310,7 @@ struct TableErrorTests {
 
   @Test("hexadecimal table cell is rejected")
   func hexadecimalTableCellIsRejected() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let text = Self.header + "-1,-0x1p1,-3,-4\n"
 
     let (path, result) = try runTable(text, in: directory)
@@ -321,7 +322,7 @@ struct TableErrorTests {
 
   @Test("TSV table is read")
   func tsvTableIsRead() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let text =
       "chosen_logps\trejected_logps\tref_chosen_logps\t"
       + "ref_rejected_logps\n-1\t-2\t-1\t-2\n"
@@ -338,7 +339,7 @@ struct TableErrorTests {
 struct WeightsErrorTests {
   private func runWithWeights(
     _ weightsPath: String,
-    in directory: ScratchDirectory
+    in directory: TemporaryDirectory
   ) throws -> CommandResult {
     let inputs = try SampleBatch.standard.writeNumPy(in: directory)
     return runInProcess(
@@ -350,7 +351,7 @@ struct WeightsErrorTests {
 
   @Test("weights length mismatch is reported")
   func weightsLengthMismatchIsReported() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.writeNumPy([1, 1], to: "w.npy")
 
     let result = try runWithWeights(path, in: directory)
@@ -363,7 +364,7 @@ struct WeightsErrorTests {
 
   @Test("negative npy weight is located")
   func negativeNumPyWeightIsLocated() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.writeNumPy([1, -0.5, 1], to: "w.npy")
 
     let result = try runWithWeights(path, in: directory)
@@ -376,7 +377,7 @@ struct WeightsErrorTests {
 
   @Test("NaN text weight is located")
   func nanTextWeightIsLocated() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.write("weight\n1\nnan\n1\n", to: "w.csv")
 
     let result = try runWithWeights(path, in: directory)
@@ -388,7 +389,7 @@ struct WeightsErrorTests {
 
   @Test("non-numeric text weight is located")
   func nonNumericTextWeightIsLocated() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.write("1\n\n1\nheavy\n", to: "w.txt")
 
     let result = try runWithWeights(path, in: directory)
@@ -400,7 +401,7 @@ struct WeightsErrorTests {
 
   @Test("second column is rejected")
   func secondColumnIsRejected() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.write("index,weight\n0,1\n1,1\n2,1\n", to: "w.csv")
 
     let result = try runWithWeights(path, in: directory)
@@ -413,7 +414,7 @@ struct WeightsErrorTests {
 
   @Test("all-zero weights are rejected")
   func allZeroWeightsAreRejected() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.write("0\n0\n0\n", to: "w.tsv")
 
     let result = try runWithWeights(path, in: directory)
@@ -430,7 +431,7 @@ struct WeightsErrorTests {
     ]
   )
   func overflowingTextWeightIsLocated(weight: String) throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.write("weight\n1\n\(weight)\n1\n", to: "w.csv")
 
     let result = try runWithWeights(path, in: directory)
@@ -444,7 +445,7 @@ struct WeightsErrorTests {
 
   @Test("hexadecimal text weight is rejected")
   func hexadecimalTextWeightIsRejected() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.write("1\n0x1p-3\n1\n", to: "w.txt")
 
     let result = try runWithWeights(path, in: directory)
@@ -468,7 +469,7 @@ struct WeightsErrorTests {
   func numericFirstLineIsNoHeader(firstLine: String, problem: String) throws {
     // The file has one line per pair, so skipping the first as a header
     // would give 2 weights for 3 pairs.
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.write("\(firstLine)\n1\n1\n", to: "w.txt")
 
     let result = try runWithWeights(path, in: directory)
@@ -482,7 +483,7 @@ struct WeightsErrorTests {
     arguments: ["weight", "\"weight\"", "  w_1", "Gewicht", "\"w", "e5"]
   )
   func headerFirstLineIsSkipped(firstLine: String) throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.write("\(firstLine)\n1\n2\n1\n", to: "w.txt")
 
     let result = try runWithWeights(path, in: directory)
@@ -492,7 +493,7 @@ struct WeightsErrorTests {
 
   @Test("quoted first weight is read")
   func quotedFirstWeightIsRead() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = try directory.write("\"2\"\n\"1\"\n1\n", to: "w.csv")
 
     let result = try runWithWeights(path, in: directory)
@@ -506,7 +507,7 @@ struct WeightsErrorTests {
   )
   func weightSumOverflowNamesFile(name: String) throws {
     // Each weight is finite, but 1e308 + 1e308 overflows.
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let weights = [1e308, 1e308, 1]
     let path =
       name.hasSuffix(".npy")
@@ -524,7 +525,7 @@ struct WeightsErrorTests {
 
   @Test("missing weights file is reported")
   func missingWeightsFileIsReported() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let path = directory.file("absent.csv")
 
     let result = try runWithWeights(path, in: directory)
@@ -541,7 +542,7 @@ struct WeightsErrorTests {
 struct PerExampleDestinationErrorTests {
   @Test("directory path that is file")
   func directoryPathThatIsFile() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try SampleBatch.standard.writeNumPy(in: directory)
     let out = try directory.write("keep me\n", to: "out")
 
@@ -556,7 +557,7 @@ struct PerExampleDestinationErrorTests {
 
   @Test("table path that is directory")
   func tablePathThatIsDirectory() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try SampleBatch.standard.writeNumPy(in: directory)
     let out = directory.file("results.csv")
     try FileManager.default.createDirectory(
@@ -573,7 +574,7 @@ struct PerExampleDestinationErrorTests {
 
   @Test("table in missing directory")
   func tableInMissingDirectory() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try SampleBatch.standard.writeNumPy(in: directory)
     let out = directory.file("absent/results.csv")
 

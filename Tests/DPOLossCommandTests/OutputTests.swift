@@ -1,6 +1,7 @@
 // DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
 // SPDX-License-Identifier: Apache-2.0
 
+import DPOLossTestSupport
 import Foundation
 import Testing
 
@@ -23,7 +24,7 @@ struct OutputTests {
 
   @Test("JSON report has every key")
   func jsonReportHasEveryKey() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try batch.writeNumPy(in: directory)
 
     let result = runInProcess(inputs + ["--json"])
@@ -45,7 +46,7 @@ struct OutputTests {
 
   @Test("JSON metrics match formulas")
   func jsonMetricsMatchFormulas() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try batch.writeNumPy(in: directory)
     let beta = 0.5
 
@@ -96,7 +97,7 @@ struct OutputTests {
 
   @Test("text report lists metrics")
   func textReportListsMetrics() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try batch.writeNumPy(in: directory)
 
     let result = runInProcess(inputs + ["--strategy", "blas"])
@@ -120,7 +121,7 @@ struct OutputTests {
 
   @Test("strategies give equal reports")
   func strategiesGiveEqualReports() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try batch.writeNumPy(in: directory)
 
     let blas = try parseReport(
@@ -137,7 +138,7 @@ struct OutputTests {
 
   @Test("table input matches npy input")
   func tableInputMatchesNumPyInput() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try batch.writeNumPy(in: directory)
     let table = try batch.writeTable(in: directory)
 
@@ -156,7 +157,7 @@ struct OutputTests {
 
   @Test("non-finite values are JSON strings")
   func nonFiniteValuesAreJSONStrings() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     var extreme = batch
     // delta = -inf in pair 0 would make the loss +inf, but the NaN in
     // pair 1 makes the loss and the rejected log-prob mean NaN.
@@ -177,7 +178,7 @@ struct OutputTests {
 
   @Test("infinite loss is JSON string")
   func infiniteLossIsJSONString() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     var extreme = batch
     extreme.policyChosen[0] = -.infinity
 
@@ -200,7 +201,7 @@ struct PerExampleOutputTests {
 
   @Test("directory gets five npy files")
   func directoryGetsFiveNumPyFiles() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try batch.writeNumPy(in: directory)
     let out = directory.file("nested/out")
 
@@ -232,7 +233,7 @@ struct PerExampleOutputTests {
 
   @Test("CSV file has five columns")
   func csvFileHasFiveColumns() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try batch.writeNumPy(in: directory)
     let out = directory.file("pairs.csv")
 
@@ -250,7 +251,7 @@ struct PerExampleOutputTests {
 
   /// Returns the first per-pair loss as the `.npy` output writes it.
   private func readLossOfFirstPair(_ inputs: [String]) throws -> Double {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let out = directory.file("out")
     _ = runInProcess(inputs + ["--per-example", out])
     return try readNumPy("\(out)/losses.npy")[0]
@@ -258,7 +259,7 @@ struct PerExampleOutputTests {
 
   @Test("zero weight masks NaN pair")
   func zeroWeightMasksNaNPair() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     var masked = batch
     masked.policyChosen[1] = .nan
     let inputs = try masked.writeNumPy(in: directory)
@@ -287,7 +288,7 @@ struct PerExampleOutputTests {
 
   @Test("npy weights scale the loss")
   func numPyWeightsScaleTheLoss() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try batch.writeNumPy(in: directory)
     let weights = try directory.writeNumPy([2, 1, 1], to: "w.npy")
 
@@ -303,7 +304,7 @@ struct PerExampleOutputTests {
 
   @Test("existing files are replaced")
   func existingFilesAreReplaced() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try batch.writeNumPy(in: directory)
     let out = directory.file("out")
     try FileManager.default.createDirectory(
@@ -324,7 +325,7 @@ struct PerExampleOutputTests {
   func failedWriteKeepsOldOutputs() throws {
     // The last of the five files cannot replace a directory, so the run
     // fails after writing the other four.
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try batch.writeNumPy(in: directory)
     let out = directory.file("out")
     let blocked = "\(out)/grad_policy_rejected.npy"
@@ -355,7 +356,7 @@ struct PerExampleOutputTests {
   func tinyWeightsGiveFiniteGradients() throws {
     // The weights sum to 2e-320, a subnormal: 1 / 2e-320 overflows, so
     // w_i / W must not be formed as w_i * (1 / W).
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try batch.writeNumPy(in: directory)
     let tiny = 2024 * Double.leastNonzeroMagnitude  // 1e-320
     let weights = try directory.writeNumPy([tiny, tiny, 0], to: "w.npy")

@@ -2,8 +2,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import DPOLossFiles
+import DPOLossTestSupport
 import Foundation
-import TRLFixtures
 import Testing
 
 private let trlFixtures = TRLFixtures.directory.path
@@ -278,7 +278,7 @@ private func checkAgainstTRL(
   _ expectation: TRLExpectation,
   strategy: String = "fused"
 ) throws {
-  let directory = try ScratchDirectory()
+  let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
   let out = directory.file("per-example")
   let options = [
     "--policy-chosen", "--policy-rejected", "--reference-chosen",
@@ -395,7 +395,7 @@ struct ExecutableTests {
 
   @Test("missing file exits with 1")
   func missingFileExitsWithOne() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let table = directory.file("absent.csv")
 
     let result = try runExecutable(["--table", table])

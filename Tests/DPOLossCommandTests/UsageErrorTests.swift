@@ -1,6 +1,7 @@
 // DPOLoss: a fast, exact Direct Preference Optimization loss kernel.
 // SPDX-License-Identifier: Apache-2.0
 
+import DPOLossTestSupport
 import Foundation
 import Testing
 
@@ -10,7 +11,7 @@ import Testing
 struct UsageErrorTests {
   /// Runs the command on the standard batch with `extra` arguments added.
   private func runWithBatch(_ extra: [String]) throws -> CommandResult {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let inputs = try SampleBatch.standard.writeNumPy(in: directory)
     return runInProcess(inputs + extra)
   }
@@ -115,7 +116,7 @@ struct UsageErrorTests {
 
   @Test("table with npy options rejected")
   func tableWithNumPyOptionsRejected() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let table = try SampleBatch.standard.writeTable(in: directory)
     let pc = try directory.writeNumPy([-1], to: "pc.npy")
 
@@ -138,7 +139,7 @@ struct UsageErrorTests {
 
   @Test("partial npy inputs are named")
   func partialNumPyInputsAreNamed() throws {
-    let directory = try ScratchDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossCommandTests")
     let pc = try directory.writeNumPy([-1], to: "pc.npy")
     let pr = try directory.writeNumPy([-2], to: "pr.npy")
 

@@ -2,6 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import DPOLossFiles
+import DPOLossTestSupport
 import Foundation
 import Testing
 
@@ -9,7 +10,7 @@ import Testing
 struct CSVFileTests {
   @Test("output text is exact")
   func outputTextIsExact() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("out.csv")
 
     try CSVFile.write(
@@ -26,7 +27,7 @@ struct CSVFileTests {
 
   @Test("tsv extension writes tabs")
   func tsvExtensionWritesTabs() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("out.tsv")
 
     try CSVFile.write(columns: [("a", [1]), ("b", [-0.0])], to: path)
@@ -37,7 +38,7 @@ struct CSVFileTests {
 
   @Test("empty columns write header only")
   func emptyColumnsWriteHeaderOnly() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("out.csv")
 
     try CSVFile.write(columns: [("a", []), ("b", [])], to: path)
@@ -51,7 +52,7 @@ struct CSVFileTests {
     arguments: ["table.csv", "table.tsv"]
   )
   func logProbTableRoundTrips(name: String) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file(name)
     let random = pseudoRandomLogProbs(count: 50_000, seed: 31)
     // Swift prints NaN as nan whatever its sign, so -nan reads back as NaN
@@ -82,7 +83,7 @@ struct CSVFileTests {
 
   @Test("no columns throws")
   func noColumnsThrows() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("out.csv")
 
     let error = #expect(throws: FileWriteError.self) {
@@ -111,7 +112,7 @@ struct CSVFileTests {
     file: String,
     reason: String
   ) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file(file)
 
     let error = #expect(throws: FileWriteError.self) {
@@ -126,7 +127,7 @@ struct CSVFileTests {
 
   @Test("duplicate column name throws")
   func duplicateColumnNameThrows() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("out.csv")
 
     let error = #expect(throws: FileWriteError.self) {
@@ -141,7 +142,7 @@ struct CSVFileTests {
 
   @Test("unequal column lengths throw")
   func unequalColumnLengthsThrow() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("out.csv")
 
     let error = #expect(throws: FileWriteError.self) {
@@ -163,7 +164,7 @@ struct CSVFileTests {
 
   @Test("failed write keeps existing file")
   func failedWriteKeepsExistingFile() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = try directory.write("a\n1.0\n", to: "out.csv")
 
     #expect(throws: FileWriteError.self) {
@@ -176,7 +177,7 @@ struct CSVFileTests {
 
   @Test("missing directory throws createFailed")
   func missingDirectoryThrowsCreateFailed() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("absent/out.csv")
 
     let error = #expect(throws: FileWriteError.self) {
@@ -193,7 +194,7 @@ struct CSVFileTests {
   func relativePathWritesToCurrentDirectory() throws {
     // Changing the directory affects the whole process, which is safe only
     // because every other test uses absolute paths.
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let files = FileManager.default
     let previous = files.currentDirectoryPath
     defer { _ = files.changeCurrentDirectoryPath(previous) }

@@ -2,6 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import DPOLossFiles
+import DPOLossTestSupport
 import Foundation
 import Testing
 
@@ -24,7 +25,7 @@ struct LogProbTableErrorTests {
 
   @Test("missing file throws notFound")
   func missingFileThrowsNotFound() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("absent.csv")
 
     let error = #expect(throws: LogProbTableError.self) {
@@ -37,7 +38,7 @@ struct LogProbTableErrorTests {
 
   @Test("directory throws unreadable")
   func directoryThrowsUnreadable() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
 
     let error = #expect(throws: LogProbTableError.self) {
       try LogProbTable(contentsOf: directory.path)
@@ -53,7 +54,7 @@ struct LogProbTableErrorTests {
     .enabled(if: getuid() != 0, "root can read files without permission")
   )
   func permissionDeniedThrowsUnreadable() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = try directory.write("\(Self.header)\n-1,-2,-3,-4\n", to: "a.csv")
     chmod(path, 0)
 
@@ -69,7 +70,7 @@ struct LogProbTableErrorTests {
 
   @Test("empty file throws missingHeader", arguments: ["", "\n\n", " \r\n\t"])
   func emptyFileThrowsMissingHeader(text: String) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
 
     let (path, error) = try loadError(text, in: directory)
 
@@ -78,7 +79,7 @@ struct LogProbTableErrorTests {
 
   @Test("missing columns are listed")
   func missingColumnsAreListed() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let text = "policy_chosen,reference_chosen,extra\n-1,-3,0\n"
 
     let (path, error) = try loadError(text, in: directory)
@@ -124,7 +125,7 @@ struct LogProbTableErrorTests {
     columns: [Int],
     phrase: String
   ) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
 
     let (path, error) = try loadError(
       "\(header)\n-1,-2,-3,-4,-5\n",
@@ -146,7 +147,7 @@ struct LogProbTableErrorTests {
   )
   func invalidCellIsLocated(cell: String) throws {
     // "1,5" adds a field, so it is reported as a ragged row instead.
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let header =
       "id,policy_chosen,policy_rejected,reference_chosen,"
       + "reference_rejected"
@@ -187,7 +188,7 @@ struct LogProbTableErrorTests {
     ]
   )
   func hexadecimalCellIsRejected(cell: String, example: String) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
 
     let (path, error) = try loadError(
       "\(Self.header)\n-1,-2,-3,-4\n-1,-2,\(cell),-4\n",
@@ -225,7 +226,7 @@ struct LogProbTableErrorTests {
     ]
   )
   func overflowingCellIsRejected(cell: String) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
 
     let (path, error) = try loadError(
       "\(Self.header)\n-1,-2,-3,-4\n\n\(cell),-2,-3,-4\n",
@@ -253,7 +254,7 @@ struct LogProbTableErrorTests {
 
   @Test("long invalid cell is shortened")
   func longInvalidCellIsShortened() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let cell = String(repeating: "x", count: 100)
 
     let (_, error) = try loadError(
@@ -271,7 +272,7 @@ struct LogProbTableErrorTests {
     arguments: [("-1,-2,-3", 3), ("-1,-2,-3,-4,-5", 5), ("-1", 1)]
   )
   func raggedRowIsLocated(row: String, found: Int) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let text = "\(Self.header)\r\n-1,-2,-3,-4\r\n\(row)\r\n-1,-2,-3,-4\r\n"
 
     let (path, error) = try loadError(text, in: directory)
@@ -292,7 +293,7 @@ struct LogProbTableErrorTests {
 
   @Test("ragged row reported before bad cell")
   func raggedRowReportedBeforeBadCell() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
 
     let (path, error) = try loadError(
       "\(Self.header)\n-1,oops,-3\n",
@@ -307,7 +308,7 @@ struct LogProbTableErrorTests {
 
   @Test("header only throws noDataRows")
   func headerOnlyThrowsNoDataRows() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
 
     let (path, error) = try loadError("\(Self.header)\n\n \n", in: directory)
 

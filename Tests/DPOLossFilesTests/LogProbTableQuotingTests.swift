@@ -2,6 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import DPOLossFiles
+import DPOLossTestSupport
 import Testing
 
 /// RFC 4180 quoted fields, as pandas' `to_csv` writes them for text columns.
@@ -13,7 +14,7 @@ struct LogProbTableQuotingTests {
 
   /// Writes `text` to a file and loads it.
   private func load(_ text: String) throws -> LogProbTable {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = try directory.write(text, to: "table.csv")
     return try LogProbTable(contentsOf: path)
   }
@@ -49,7 +50,7 @@ struct LogProbTableQuotingTests {
 
   @Test("doubled quote is one quote")
   func doubledQuoteIsOneQuote() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     // The first row parses. In the second, the doubled quotes of the bad
     // cell are reported as one quote each.
     let text =
@@ -73,7 +74,7 @@ struct LogProbTableQuotingTests {
 
   @Test("doubled quote in header name")
   func doubledQuoteInHeaderName() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let text =
       "\"a \"\"b\"\"\",chosen_logps,rejected_logps,ref_chosen_logps\n"
       + "0,-1,-2,-3\n"
@@ -107,7 +108,7 @@ struct LogProbTableQuotingTests {
 
   @Test("line numbers count quoted newlines")
   func lineNumbersCountQuotedNewlines() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     // The quoted prompt spans lines 2 to 4, so the bad cell is on line 5.
     let text =
       "\(Self.header)\n"
@@ -130,7 +131,7 @@ struct LogProbTableQuotingTests {
 
   @Test("ragged row after quoted newline")
   func raggedRowAfterQuotedNewline() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     // The row that starts on line 2 spans two lines and has 7 fields.
     let text =
       "\(Self.header)\n"
@@ -146,7 +147,7 @@ struct LogProbTableQuotingTests {
 
   @Test("unterminated quote is located")
   func unterminatedQuoteIsLocated() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let text =
       "\(Self.header)\n"
       + "0,plain,-1,-2,-3,-4\n"
@@ -164,7 +165,7 @@ struct LogProbTableQuotingTests {
 
   @Test("text after closing quote")
   func textAfterClosingQuote() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let text =
       "\(Self.header)\n"
       + "0,\"two\nlines\" trailing,-1,-2,-3,-4\n"
@@ -197,7 +198,7 @@ struct LogProbTableQuotingTests {
   )
   func quotedCellKeepsInnerSpaces(cell: String) throws {
     // Spaces inside quotes belong to the field, and a number has none.
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let text =
       "chosen_logps,rejected_logps,ref_chosen_logps,ref_rejected_logps\n"
       + "\(cell),-2,-3,-4\n"
@@ -218,7 +219,7 @@ struct LogProbTableQuotingTests {
 
   @Test("quoted TSV field keeps tab")
   func quotedTSVFieldKeepsTab() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let text =
       "id\tprompt\tchosen_logps\trejected_logps\tref_chosen_logps\t"
       + "ref_rejected_logps\n"

@@ -2,6 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import DPOLossFiles
+import DPOLossTestSupport
 import Foundation
 import Testing
 
@@ -15,7 +16,7 @@ struct LogProbTableTests {
     _ text: String,
     name: String = "table.csv"
   ) throws -> LogProbTable {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = try directory.write(text, to: name)
     return try LogProbTable(contentsOf: path)
   }
@@ -97,7 +98,7 @@ struct LogProbTableTests {
     // The fields are separated by commas, so the .tsv file has one column.
     let header =
       "policy_chosen,policy_rejected,reference_chosen,reference_rejected"
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = try directory.write("\(header)\n-1,-2,-3,-4\n", to: "t.TSV")
 
     let error = #expect(throws: LogProbTableError.self) {

@@ -2,6 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import DPOLossFiles
+import DPOLossTestSupport
 import Foundation
 import Testing
 
@@ -21,7 +22,7 @@ struct NumPyArrayErrorTests {
 
   @Test("missing file throws notFound")
   func missingFileThrowsNotFound() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("absent.npy")
 
     let error = #expect(throws: NumPyFileError.self) {
@@ -35,7 +36,7 @@ struct NumPyArrayErrorTests {
 
   @Test("directory throws unreadable")
   func directoryThrowsUnreadable() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
 
     let error = #expect(throws: NumPyFileError.self) {
       try NumPyArray(contentsOf: directory.path)
@@ -52,7 +53,7 @@ struct NumPyArrayErrorTests {
     .enabled(if: getuid() != 0, "root can read files without permission")
   )
   func permissionDeniedThrowsUnreadable() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = try directory.write(
       makeNPY(header: npyDictionary(descr: "<f8", count: 0)),
       to: "locked.npy"
@@ -77,7 +78,7 @@ struct NumPyArrayErrorTests {
     ] as [[UInt8]]
   )
   func badMagicThrowsNotNumPyFile(bytes: [UInt8]) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
 
     let (path, error) = try loadError(bytes, in: directory)
 
@@ -90,7 +91,7 @@ struct NumPyArrayErrorTests {
     arguments: [(UInt8(4), UInt8(0)), (1, 1), (0, 0)]
   )
   func unknownVersionThrows(major: UInt8, minor: UInt8) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let bytes = makeNPY(
       header: npyDictionary(descr: "<f8", count: 0),
       version: (major, minor)
@@ -159,7 +160,7 @@ struct NumPyArrayErrorTests {
     ]
   )
   func malformedHeaderThrows(header: String, reason: String) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
 
     let (path, error) = try loadError(makeNPY(header: header), in: directory)
 
@@ -173,7 +174,7 @@ struct NumPyArrayErrorTests {
 
   @Test("header past end of file is malformed")
   func headerPastEndIsMalformed() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     // The length field gives 118 bytes, but only 20 follow.
     let bytes =
       [0x93] + Array("NUMPY".utf8) + [1, 0, 118, 0]
@@ -193,7 +194,7 @@ struct NumPyArrayErrorTests {
 
   @Test("oversized header is malformed")
   func oversizedHeaderIsMalformed() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let header =
       npyDictionary(descr: "<f8", count: 0)
       + String(repeating: " ", count: 10_000)
@@ -233,7 +234,7 @@ struct NumPyArrayErrorTests {
     words: String,
     fix: String
   ) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let bytes = makeNPY(header: npyDictionary(descr: descr, count: 0))
 
     let (path, error) = try loadError(bytes, in: directory)
@@ -256,7 +257,7 @@ struct NumPyArrayErrorTests {
   )
   func oddDescrIsNotTypeString(descr: String, printedDescr: String) throws {
     // Version 3.0 stores the header as UTF-8.
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let bytes = makeNPY(
       header: npyDictionary(descr: descr, count: 0),
       version: (3, 0)
@@ -278,7 +279,7 @@ struct NumPyArrayErrorTests {
 
   @Test("structured dtype is named")
   func structuredDTypeIsNamed() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let header =
       "{'descr': [('a', '<f8'), ('b', '<i4')], 'fortran_order': False, "
       + "'shape': (0,), }"
@@ -300,7 +301,7 @@ struct NumPyArrayErrorTests {
     ]
   )
   func wrongDimensionCountThrows(shape: [Int], phrase: String) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let headerShape =
       shape.isEmpty
       ? "()"
@@ -323,7 +324,7 @@ struct NumPyArrayErrorTests {
 
   @Test("Fortran order throws fortranOrder")
   func fortranOrderThrows() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let header = "{'descr': '<f8', 'fortran_order': True, 'shape': (2,), }"
     let bytes = makeNPY(header: header, data: float64Bytes([-1, -2]))
 
@@ -342,7 +343,7 @@ struct NumPyArrayErrorTests {
     count: Int,
     expectedBytes: Int
   ) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let data = [UInt8](repeating: 0, count: expectedBytes - 5)
     let bytes = makeNPY(
       header: npyDictionary(descr: descr, count: count),
@@ -370,7 +371,7 @@ struct NumPyArrayErrorTests {
 
   @Test("trailing bytes throw size mismatch")
   func trailingBytesThrow() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let bytes = makeNPY(
       header: npyDictionary(descr: "<f8", count: 2),
       data: float64Bytes([-1, -2, -3])
@@ -387,7 +388,7 @@ struct NumPyArrayErrorTests {
 
   @Test("empty shape with data throws")
   func emptyShapeWithDataThrows() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let bytes = makeNPY(
       header: npyDictionary(descr: "<f8", count: 0),
       data: float64Bytes([-1])

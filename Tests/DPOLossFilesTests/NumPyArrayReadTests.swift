@@ -2,6 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import DPOLossFiles
+import DPOLossTestSupport
 import Foundation
 import Testing
 
@@ -9,7 +10,7 @@ import Testing
 struct NumPyArrayReadTests {
   @Test("float64 file maps in place")
   func float64MapsInPlace() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let expected = [-1.5, -0.25, -3e-5, -141.30167279770984]
     let path = try directory.write(
       makeNPY(
@@ -30,7 +31,7 @@ struct NumPyArrayReadTests {
 
   @Test("float32 widens exactly to Double")
   func float32WidensExactly() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let stored: [Float] = [
       0, -0.0, 1, -1.5, 0.1, -35.705284, .ulpOfOne, .leastNonzeroMagnitude,
       .leastNormalMagnitude, .greatestFiniteMagnitude, .infinity, -.infinity,
@@ -62,7 +63,7 @@ struct NumPyArrayReadTests {
     arguments: [(UInt8(2), UInt8(0)), (UInt8(3), UInt8(0))]
   )
   func newerVersionsLoad(major: UInt8, minor: UInt8) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let expected = [-2.0, -4.0, -8.0]
     let path = try directory.write(
       makeNPY(
@@ -83,7 +84,7 @@ struct NumPyArrayReadTests {
   func version3DecodesUTF8() throws {
     // A non-ASCII string in the header must not break parsing. It appears
     // in the error for the structured dtype that contains it.
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let header =
       "{'descr': [('größe', '<f8')], 'fortran_order': False, 'shape': (1,), }"
     let path = try directory.write(
@@ -102,7 +103,7 @@ struct NumPyArrayReadTests {
 
   @Test("misaligned float64 data is copied", arguments: [1, 3, 4, 7])
   func misalignedDataIsCopied(misalignment: Int) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let expected = pseudoRandomLogProbs(count: 37, seed: 11)
     var header = npyDictionary(descr: "<f8", count: expected.count)
     // Pad so that 10 prefix bytes plus the header end `misalignment` bytes
@@ -124,7 +125,7 @@ struct NumPyArrayReadTests {
 
   @Test("empty array loads", arguments: ["<f8", "<f4"])
   func emptyArrayLoads(descr: String) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = try directory.write(
       makeNPY(header: npyDictionary(descr: descr, count: 0)),
       to: "a.npy"
@@ -150,7 +151,7 @@ struct NumPyArrayReadTests {
     ]
   )
   func headerVariantsParse(header: String) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = try directory.write(
       makeNPY(header: header, data: float64Bytes([-1, -2])),
       to: "a.npy"
@@ -163,7 +164,7 @@ struct NumPyArrayReadTests {
 
   @Test("large array loads")
   func largeArrayLoads() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let expected = pseudoRandomLogProbs(count: 100_000, seed: 3)
     let path = try directory.write(
       makeNPY(
@@ -183,7 +184,7 @@ struct NumPyArrayReadTests {
   @Test("withSpan passes typed error through")
   func withSpanPassesTypedError() throws {
     struct StopReading: Error, Equatable {}
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = try directory.write(
       makeNPY(
         header: npyDictionary(descr: "<f8", count: 1),
@@ -206,7 +207,7 @@ struct NumPyArrayReadTests {
   func valuesOutliveTheFile() throws {
     // The mapping stays valid after the path is removed, because the
     // kernel keeps an unlinked file's pages until munmap.
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let expected = [-7.0, -9.5]
     let path = try directory.write(
       makeNPY(

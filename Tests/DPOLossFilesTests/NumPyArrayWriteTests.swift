@@ -2,6 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import DPOLossFiles
+import DPOLossTestSupport
 import Foundation
 import Testing
 
@@ -19,7 +20,7 @@ struct NumPyArrayWriteTests {
       + Array(dictionary.utf8)
       + [UInt8](repeating: 0x20, count: 128 - 10 - dictionary.utf8.count - 1)
       + [0x0A]
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("zeros.npy")
 
     try NumPyArray.write([0, 0, 0], to: path)
@@ -35,7 +36,7 @@ struct NumPyArrayWriteTests {
     arguments: [0, 1, 9, 10, 99, 100, 12_345, 65_536]
   )
   func dataStartsAtBoundary(count: Int) throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("a.npy")
 
     try NumPyArray.write(Array(repeating: -1, count: count), to: path)
@@ -49,7 +50,7 @@ struct NumPyArrayWriteTests {
 
   @Test("special values round trip")
   func specialValuesRoundTrip() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("special.npy")
 
     try NumPyArray.write(specialDoubles, to: path)
@@ -62,7 +63,7 @@ struct NumPyArrayWriteTests {
 
   @Test("span and array writes agree")
   func spanAndArrayWritesAgree() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let values = pseudoRandomLogProbs(count: 20_000, seed: 5)
     let arrayPath = directory.file("array.npy")
     let spanPath = directory.file("span.npy")
@@ -77,7 +78,7 @@ struct NumPyArrayWriteTests {
 
   @Test("empty array round trips")
   func emptyArrayRoundTrips() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("empty.npy")
 
     try NumPyArray.write([], to: path)
@@ -89,7 +90,7 @@ struct NumPyArrayWriteTests {
   @Test("large array round trips")
   func largeArrayRoundTrips() throws {
     // 300,000 values need more than one 1 MiB write buffer.
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("large.npy")
     let expected = pseudoRandomLogProbs(count: 300_000, seed: 17)
 
@@ -102,7 +103,7 @@ struct NumPyArrayWriteTests {
 
   @Test("write replaces existing file")
   func writeReplacesExistingFile() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = try directory.write("old contents", to: "a.npy")
 
     try NumPyArray.write([-1, -2], to: path)
@@ -113,7 +114,7 @@ struct NumPyArrayWriteTests {
 
   @Test("missing directory throws createFailed")
   func missingDirectoryThrowsCreateFailed() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("absent/a.npy")
 
     let error = #expect(throws: FileWriteError.self) {
@@ -130,7 +131,7 @@ struct NumPyArrayWriteTests {
 
   @Test("directory destination throws renameFailed")
   func directoryDestinationThrowsRenameFailed() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.file("target")
     try FileManager.default.createDirectory(
       atPath: path,
@@ -152,7 +153,7 @@ struct NumPyArrayWriteTests {
 
   @Test("trailing slash throws createFailed")
   func trailingSlashThrowsCreateFailed() throws {
-    let directory = try TemporaryDirectory()
+    let directory = try TemporaryDirectory(prefix: "DPOLossFilesTests")
     let path = directory.path + "/"
 
     let error = #expect(throws: FileWriteError.self) {

@@ -2,8 +2,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
 import DPOLossFiles
+import DPOLossTestSupport
 import Foundation
-import TRLFixtures
 import Testing
 
 private let trlFixtures = TRLFixtures.directory.path

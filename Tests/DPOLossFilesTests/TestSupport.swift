@@ -4,50 +4,6 @@
 import DPOLossFiles
 import Foundation
 
-/// A fresh directory under the system temporary directory, removed with
-/// its contents when the value is released.
-final class TemporaryDirectory {
-  let path: String
-
-  init() throws {
-    let base = FileManager.default.temporaryDirectory.path
-    let path = "\(base)/DPOLossFilesTests-\(UUID().uuidString)"
-    try FileManager.default.createDirectory(
-      atPath: path,
-      withIntermediateDirectories: false
-    )
-    self.path = path
-  }
-
-  deinit {
-    try? FileManager.default.removeItem(atPath: path)
-  }
-
-  /// Returns the path of `name` inside the directory.
-  func file(_ name: String) -> String {
-    "\(path)/\(name)"
-  }
-
-  /// Writes `bytes` to `name` and returns the file's path.
-  @discardableResult
-  func write(_ bytes: [UInt8], to name: String) throws -> String {
-    let path = file(name)
-    try Data(bytes).write(to: URL(fileURLWithPath: path))
-    return path
-  }
-
-  /// Writes the UTF-8 bytes of `text` to `name` and returns the file's path.
-  @discardableResult
-  func write(_ text: String, to name: String) throws -> String {
-    try write(Array(text.utf8), to: name)
-  }
-
-  /// Returns the names of the entries in the directory, sorted.
-  func entries() throws -> [String] {
-    try FileManager.default.contentsOfDirectory(atPath: path).sorted()
-  }
-}
-
 /// Builds `.npy` file bytes by hand: the magic string, `version`, the
 /// header length field and `header`, then `data`.
 ///

@@ -3,8 +3,8 @@
 
 import DPOLoss
 import DPOLossFiles
+import DPOLossTestSupport
 import Foundation
-import TRLFixtures
 import Testing
 
 // Inputs and expected results produced by Hugging Face TRL 1.16.0 (torch
