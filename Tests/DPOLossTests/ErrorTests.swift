@@ -18,6 +18,36 @@ private func batch(lengths: [Int]) -> Batch {
   )
 }
 
+/// Checks that `implementation` rejects arrays of `lengths` with a
+/// `lengthMismatch` that carries all four lengths.
+private func expectLengthMismatch(
+  _ implementation: LossImplementation,
+  lengths: [Int],
+  sourceLocation: SourceLocation = #_sourceLocation
+) {
+  let expected = DPOLossError.lengthMismatch(
+    policyChosen: lengths[0],
+    policyRejected: lengths[1],
+    referenceChosen: lengths[2],
+    referenceRejected: lengths[3]
+  )
+
+  let error = #expect(
+    throws: DPOLossError.self,
+    sourceLocation: sourceLocation
+  ) {
+    try implementation.loss(batch(lengths: lengths))
+  }
+  #expect(
+    error == expected,
+    """
+    \(implementation), lengths \(lengths): expected \(expected), \
+    observed \(String(describing: error))
+    """,
+    sourceLocation: sourceLocation
+  )
+}
+
 @Test(arguments: LossImplementation.allCases, LogProbArray.allCases)
 func mismatchedLengthIsRejected(
   implementation: LossImplementation,
@@ -27,23 +57,7 @@ func mismatchedLengthIsRejected(
   let index = LogProbArray.allCases.firstIndex(of: array)!
   var lengths = [6, 6, 6, 6]
   lengths[index] = 9
-  let expected = DPOLossError.lengthMismatch(
-    policyChosen: lengths[0],
-    policyRejected: lengths[1],
-    referenceChosen: lengths[2],
-    referenceRejected: lengths[3]
-  )
-
-  let error = #expect(throws: DPOLossError.self) {
-    try implementation.loss(batch(lengths: lengths))
-  }
-  #expect(
-    error == expected,
-    """
-    \(implementation), lengths \(lengths): expected \(expected), \
-    observed \(String(describing: error))
-    """
-  )
+  expectLengthMismatch(implementation, lengths: lengths)
 }
 
 @Test(arguments: LossImplementation.allCases, LogProbArray.allCases)
@@ -55,23 +69,7 @@ func emptyArrayAmongFullIsMismatch(
   let index = LogProbArray.allCases.firstIndex(of: array)!
   var lengths = [3, 3, 3, 3]
   lengths[index] = 0
-  let expected = DPOLossError.lengthMismatch(
-    policyChosen: lengths[0],
-    policyRejected: lengths[1],
-    referenceChosen: lengths[2],
-    referenceRejected: lengths[3]
-  )
-
-  let error = #expect(throws: DPOLossError.self) {
-    try implementation.loss(batch(lengths: lengths))
-  }
-  #expect(
-    error == expected,
-    """
-    \(implementation), lengths \(lengths): expected \(expected), \
-    observed \(String(describing: error))
-    """
-  )
+  expectLengthMismatch(implementation, lengths: lengths)
 }
 
 @Test(arguments: LossImplementation.allCases)
