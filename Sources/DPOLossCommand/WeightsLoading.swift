@@ -12,11 +12,12 @@ import Glibc
 /// float64 or float32 `.npy` array. Any other file is read as UTF-8 text
 /// with one column (a one-column CSV or TSV file): one weight per line, in
 /// the order of the pairs. Blank lines are skipped. The first non-blank
-/// line is a header, and is skipped too, if its first character after
-/// spaces and an opening double quote is a letter and the line is not one
-/// of the words nan, inf and infinity, or if it starts with a double quote
-/// that is never closed. So a typo such as `1_0` on the first line is
-/// reported as an invalid number rather than taken as a header. A
+/// line is a header, and is skipped too, in two cases. One is when its
+/// first character after spaces and an opening double quote is a letter,
+/// unless the line is one of the words nan, inf and infinity. The other is
+/// when it starts with a double quote that is never closed. So a typo such
+/// as `1_0` on the first line is reported as an invalid number rather than
+/// taken as a header. A
 /// line with a comma, or a tab in a file whose name ends in `.tsv`, has
 /// more than one field and is rejected. Spaces around a value and one pair
 /// of double quotes are ignored. Values are parsed by

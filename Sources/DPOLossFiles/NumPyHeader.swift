@@ -79,9 +79,10 @@ struct NumPyHeader {
   /// `{'descr': '<f8', 'fortran_order': False, 'shape': (5,), }`.
   ///
   /// Keys may appear in any order. Whitespace, a trailing comma and the
-  /// padding after the closing brace are allowed. Every one of the three keys
-  /// must appear exactly once and no other key may appear, as
-  /// `numpy.load` in NumPy 2.4 requires.
+  /// padding after the closing brace are allowed. The three keys must all
+  /// appear and no other key may, as `numpy.load` in NumPy 2.4.6 requires.
+  /// A repeated key, which `numpy.load` accepts (the last value wins), is
+  /// rejected here as ambiguous.
   /// - Parameters:
   ///   - bytes: The header text after the length field.
   ///   - isUTF8: Whether strings are UTF-8 (format 3.0) rather than Latin-1.
