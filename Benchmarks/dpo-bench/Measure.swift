@@ -145,9 +145,17 @@ func measureAll(
   options: BenchmarkOptions
 ) -> [BenchmarkResult] {
   let beta = options.beta
-  var timings: [(name: String, nanoseconds: Double, loss: Double)] = []
+  var timings:
+    [(name: String, nanoseconds: Double, loss: Double, reference: Double?)] =
+      []
 
-  func time(_ name: String, _ body: () throws(DPOLossError) -> Double) {
+  /// Times `body`. `referenceLoss` is the value its loss is compared with,
+  /// when that is not the scalar reference's unweighted loss.
+  func time(
+    _ name: String,
+    referenceLoss: Double? = nil,
+    _ body: () throws(DPOLossError) -> Double
+  ) {
     let (nanoseconds, loss) = medianNanosecondsPerPair(
       count: batch.count,
       repetitions: options.repetitions
@@ -158,7 +166,7 @@ func measureAll(
         fatalError("dpo-bench: \(name) failed: \(error)")
       }
     }
-    timings.append((name, nanoseconds, loss))
+    timings.append((name, nanoseconds, loss, referenceLoss))
   }
 
   time("reference") { () throws(DPOLossError) in
@@ -196,6 +204,37 @@ func measureAll(
       ).loss
     }
   }
+  // Weights 0, 1, 2 in turn: a third of the pairs masked. This loss
+  // differs from the others, so its own reference value is computed once.
+  let weights = (0..<batch.count).map { Double($0 % 3) }
+  var referenceOutputs = DPOOutputs()
+  let weightedReference: Double
+  do {
+    weightedReference = try referenceDPOLossAndGradients(
+      policyChosen: batch.policyChosen,
+      policyRejected: batch.policyRejected,
+      referenceChosen: batch.referenceChosen,
+      referenceRejected: batch.referenceRejected,
+      weights: weights,
+      beta: beta,
+      outputs: &referenceOutputs
+    ).loss
+  } catch {
+    fatalError("dpo-bench: weighted reference failed: \(error)")
+  }
+  time("fused+weighted", referenceLoss: weightedReference) {
+    () throws(DPOLossError) in
+    try dpoLossAndGradients(
+      policyChosen: batch.policyChosen,
+      policyRejected: batch.policyRejected,
+      referenceChosen: batch.referenceChosen,
+      referenceRejected: batch.referenceRejected,
+      weights: weights,
+      beta: beta,
+      strategy: .fused,
+      outputs: &outputs
+    ).loss
+  }
   time("roofline") { readOnlyPass(batch) }
 
   let reference = timings[0]
@@ -206,9 +245,9 @@ func measureAll(
     let lossAlone = timing.name.split(separator: "+").first.flatMap { name in
       timings.first { $0.name == name }
     }
+    let expected = timing.reference ?? reference.loss
     let difference =
-      isRoofline
-      ? 0 : abs(timing.loss - reference.loss) / abs(reference.loss)
+      isRoofline ? 0 : abs(timing.loss - expected) / abs(expected)
     return BenchmarkResult(
       count: batch.count,
       implementation: timing.name,

@@ -21,9 +21,10 @@ struct BenchmarkOptions {
   static let helpText = """
     Usage: dpo-bench [options]
 
-    Times the DPO loss kernel (both delta strategies), the scalar reference
-    and a read-only pass over the four inputs (the memory roofline) on seeded
-    synthetic log-probs, in one run, and prints the median time per pair.
+    Times the DPO loss kernel (both delta strategies, loss alone and with
+    the gradient, and with weights), the scalar reference and a read-only
+    pass over the four inputs (the memory roofline) on seeded synthetic
+    log-probs, in one run, and prints the median time per pair.
 
     Options:
       --sizes LIST        Comma-separated batch sizes in pairs; K and M

@@ -200,16 +200,63 @@ func validateWeights(
   guard weights.count == count else {
     throw .weightsLengthMismatch(weights: weights.count, pairs: count)
   }
-  for index in 0..<count {
-    let weight = weights[index]
-    guard weight.isFinite, weight >= 0 else {
-      throw .invalidWeight(index: index, value: weight)
+  try weights.withUnsafeBufferPointer { buffer throws(DPOLossError) in
+    var start = 0
+    while start < count {
+      let length = min(chunkLength, count - start)
+      let chunk = UnsafeBufferPointer(rebasing: buffer[start..<start + length])
+      try addWeights(chunk, startingAt: start, to: &sum)
+      start += length
     }
-    sum.add(weight)
   }
   guard sum.value > 0 else { throw .zeroTotalWeight }
   guard sum.value.isFinite else { throw .weightSumOverflow }
   return sum
+}
+
+/// Checks one chunk of weights and adds their sum to `sum`.
+///
+/// The fast path sums eight lanes and tracks their minimum, so a chunk is
+/// valid when its sum is finite and its minimum is not negative. Otherwise
+/// a scalar pass finds the first invalid weight, or, when every weight is
+/// valid but the sum overflowed, adds them one by one. `offset` is the
+/// index of the chunk's first weight, for the error.
+private func addWeights(
+  _ chunk: UnsafeBufferPointer<Double>,
+  startingAt offset: Int,
+  to sum: inout CompensatedSum
+) throws(DPOLossError) {
+  let base = chunk.baseAddress!
+  let fullEnd = chunk.count & ~7
+  var partial = Double8(repeating: 0)
+  var minimum = Double8(repeating: 0)
+  var index = 0
+  while index < fullEnd {
+    let weights = load(base + index)
+    partial += weights
+    minimum = minimum.replacing(with: weights, where: weights .< minimum)
+    index += 8
+  }
+  var total = partial.sum()
+  var lowest = minimum.min()
+  while index < chunk.count {
+    total += chunk[index]
+    lowest = min(lowest, chunk[index])
+    index += 1
+  }
+  if total.isFinite, lowest >= 0 {
+    sum.add(total)
+    return
+  }
+
+  for (position, weight) in chunk.enumerated() {
+    guard weight.isFinite, weight >= 0 else {
+      throw .invalidWeight(index: offset + position, value: weight)
+    }
+  }
+  for weight in chunk {
+    sum.add(weight)
+  }
 }
 
 private func withOptionalPointer<Result>(
