@@ -266,6 +266,55 @@ struct TrainingWeightTests {
     }
   }
 
+  @Test(
+    "invalid weight in long batch",
+    arguments: [
+      (9, -1.0), (700, -1e-300), (1030, Double.nan), (1499, .infinity),
+      (511, -.infinity), (512, -2.0),
+    ]
+  )
+  func invalidWeightInLongBatch(index: Int, value: Double) throws {
+    // Full vectors and chunk edges, not only the scalar tail.
+    var batch = TrainingBatch(count: 1500, seed: 31)
+    batch.weights = Array(repeating: 1, count: 1500)
+    batch.weights![index] = value
+    var outputs = DPOOutputs()
+    do {
+      _ = try batch.run(strategy: .fused, outputs: &outputs)
+      Issue.record("weight \(value) at \(index) was accepted")
+    } catch let error as DPOLossError {
+      guard case .invalidWeight(let reported, let reportedValue) = error else {
+        Issue.record("unexpected error \(error)")
+        return
+      }
+      #expect(reported == index)
+      #expect(reportedValue.bitPattern == value.bitPattern)
+    }
+  }
+
+  @Test("negative zero weights are valid")
+  func negativeZeroWeightsAreValid() throws {
+    var batch = TrainingBatch(count: 100, seed: 32)
+    batch.weights = Array(repeating: -0.0, count: 100)
+    batch.weights![50] = 1
+    var outputs = DPOOutputs()
+    let statistics = try batch.run(strategy: .fused, outputs: &outputs)
+    #expect(statistics.weightSum.value == 1)
+  }
+
+  @Test("overflowing sum in one chunk")
+  func overflowingSumInOneChunk() {
+    // Every weight is valid, but two of them in the same chunk overflow.
+    var batch = TrainingBatch(count: 1000, seed: 33)
+    batch.weights = Array(repeating: 1, count: 1000)
+    batch.weights![600] = 1e308
+    batch.weights![601] = 1e308
+    var outputs = DPOOutputs()
+    #expect(throws: DPOLossError.weightSumOverflow) {
+      _ = try batch.run(strategy: .fused, outputs: &outputs)
+    }
+  }
+
   @Test("NaN weight names its index")
   func nanWeightNamesIndex() throws {
     var batch = TrainingBatch(count: 3, seed: 1)
