@@ -90,11 +90,11 @@ private func logOnePlusFloat80(_ u: Double) -> Float80 {
 }
 
 /// Arguments where the softplus changes regime, with their neighbors and
-/// negations: zeros, subnormals, where `log1p(exp(-x))` falls below half an
-/// ulp of `x` (48 ln 2) and below 2^-53 (53 ln 2), the subnormal and
-/// underflow thresholds of `exp` (1022, 1074 and 1075 times ln 2), the
-/// overflow threshold of `exp` (about 709.78), and the largest finite
-/// magnitudes.
+/// negations. They are zeros and subnormals, and the points where
+/// `log1p(exp(-x))` falls below half an ulp of `x` (48 ln 2) and below
+/// 2^-53 (53 ln 2). Then the subnormal and underflow thresholds of `exp`
+/// (1022, 1074 and 1075 times ln 2), its overflow threshold (about
+/// 709.78), and the largest finite magnitudes.
 private let softplusSpecialArguments: [Double] = {
   let magnitudes: [Double] = [
     0,
